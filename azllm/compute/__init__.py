@@ -1,0 +1,1 @@
+"""Compute profiles -> Metaflow decorators, hardware description, torchrun sizing."""

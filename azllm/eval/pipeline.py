@@ -1,0 +1,24 @@
+"""`evaluate`: base vs CPT vs SFT side by side on every measure (one call for the flow step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from azllm.config import PipelineConfig
+
+
+def evaluate_run(cfg: PipelineConfig, *, cpt_dir: Path, tokenizer_dir: Path, adapter_dir: Path,
+                 data_dir: Path, out_dir: Path):
+    """Evaluate the base model, the chosen CPT model and the SFT adapter on top of it."""
+    from azllm.data.pipeline import eval_files
+    from azllm.eval.report import ModelSpec, evaluate_models
+    from azllm.model.load import materialize_base_model
+
+    base_dir = materialize_base_model(cfg.model)
+    models = {
+        "base": ModelSpec(model_dir=base_dir, tokenizer_dir=base_dir),
+        "cpt": ModelSpec(model_dir=cpt_dir, tokenizer_dir=tokenizer_dir),
+        "sft": ModelSpec(model_dir=cpt_dir, tokenizer_dir=tokenizer_dir, adapter_dir=adapter_dir, chat=True),
+    }
+    return evaluate_models(cfg.eval, models=models, files=eval_files(data_dir),
+                           sft_validation=data_dir / "sft_validation.jsonl", out_dir=out_dir)

@@ -1,0 +1,72 @@
+"""Small helpers every flow step uses: config, a one-line banner, scratch dirs, the summary.
+
+Kept out of the flow file so each step reads as: inputs, one library call, artifacts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from azllm.config import ModelConfig, PipelineConfig, load_pipeline_config
+from azllm.faults import maybe_fail
+
+STEP_PURPOSE = {
+    "start": "validating the preset, recording versions and hardware",
+    "prepare_data": "cleaning, deduplicating and splitting the corpus and chat records",
+    "train_tokenizer": "training the byte-level BPE and measuring fertility",
+    "cpt_embeddings": "phase 1: adapting the vocabulary and training the embeddings",
+    "cpt_full": "phase 2: training all parameters",
+    "join_cpt": "scoring bits per byte of every arm, choosing one",
+    "sft_lora": "LoRA SFT into a chat assistant",
+    "evaluate": "base vs CPT vs SFT: BPB, generations, chrF",
+    "end": "summarising the run",
+}
+
+
+def begin_step(name: str, config: Any) -> PipelineConfig:
+    """Print what the step does, honour failure injection, return the typed config."""
+    cfg = load_pipeline_config(config)
+    print(f"[azllm {time.strftime('%H:%M:%S')}] {name}: {STEP_PURPOSE.get(name, '')} "
+          f"(preset {cfg.name!r})", flush=True)
+    maybe_fail(name)
+    return cfg
+
+
+@contextmanager
+def save_dir(name: str) -> Iterator[Path]:
+    """A scratch directory for files a step saves as a model reference; removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=f"azllm-{name}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def base_tokenizer_name(model_cfg: ModelConfig) -> str:
+    """The base model's tokenizer: explicit, or the model's own."""
+    return model_cfg.tokenizer or model_cfg.name
+
+
+def print_summary(flow: Any) -> None:
+    """The closing lines of a run: the headline figures and how to look at everything."""
+    from metaflow import current
+
+    run = f"{current.flow_name}/{current.run_id}"
+    lines = [f"[azllm] run {run} finished. Chosen arm: {flow.chosen_arm}."]
+    bpb = flow.arm_bpb
+    for name, by_file in bpb.items():
+        lines.append(f"  BPB {name:>10}: " + ", ".join(f"{f}={v:.4f}" for f, v in by_file.items()))
+    lines += [
+        "Look at the results:",
+        f"  python flows/azllm_flow.py card view end --run-id {current.run_id}    (summary card)",
+        "  python flows/azllm_flow.py card server                          (all cards, live)",
+        "  jupyter notebook notebooks/inspect_runs.ipynb                   (Metaflow client)",
+        f"  azllm chat --run {current.run_id}                               (talk to the assistant)",
+    ]
+    print("\n".join(lines), flush=True)

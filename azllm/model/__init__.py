@@ -1,0 +1,1 @@
+"""azllm.model"""

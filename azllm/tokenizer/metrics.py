@@ -1,0 +1,127 @@
+"""Tokenizer efficiency on a corpus: fertility, bytes per token, context capacity.
+
+Definitions (DESIGN.md section 6):
+- words = `text.split()` after NFC normalisation;
+- fertility = tokens / words, tokens without special tokens, summed over the corpus;
+- bytes per token = UTF-8 bytes / tokens; words per context = 131,072 / fertility.
+
+Texts are NFC-normalised before tokenizing too (the shared data already is NFC).
+
+`share_words_3plus_tokens`: each word is tokenized on its own, with a leading space
+unless it starts its line (that is how it occurs in running text: " dünya"), and counted
+if that gives 3 or more tokens. Distinct (word, leading space) forms are tokenized once
+and weighted by their counts.
+
+    >>> tokenizer_metrics(load_tokenizer("llama-3.2"), texts)["fertility"]
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+CONTEXT_TOKENS = 131_072
+"""Llama 3.2's context length: words per context = CONTEXT_TOKENS / fertility."""
+
+_BATCH = 256
+
+
+def _encode_batch(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Token counts without specials; uses the Rust backend in batches when there is one."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def _word_forms(text: str) -> Counter:
+    forms: Counter = Counter()
+    for line in text.split("\n"):
+        for i, w in enumerate(line.split()):
+            forms[w if i == 0 else " " + w] += 1
+    return forms
+
+
+def tokenizer_metrics(tokenizer: Any, texts: Iterable[str]) -> dict[str, float | int]:
+    """Fertility and friends of `tokenizer` on `texts` (summed over the corpus, not averaged)."""
+    num_tokens = num_words = num_bytes = num_docs = 0
+    forms: Counter = Counter()
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal num_tokens
+        num_tokens += sum(_encode_batch(tokenizer, batch))
+        batch.clear()
+
+    for text in texts:
+        text = unicodedata.normalize("NFC", text)
+        num_docs += 1
+        num_words += len(text.split())
+        num_bytes += len(text.encode("utf-8"))
+        forms.update(_word_forms(text))
+        batch.append(text)
+        if len(batch) >= _BATCH:
+            flush()
+    flush()
+    if num_words == 0 or num_tokens == 0:
+        raise ValueError(f"no words to measure: {num_docs} documents, {num_words} words; "
+                         "check the evaluation file and its text field")
+    unique = list(forms)
+    counts = []
+    for i in range(0, len(unique), 4096):
+        counts.extend(_encode_batch(tokenizer, unique[i:i + 4096]))
+    split3 = sum(forms[f] for f, n in zip(unique, counts) if n >= 3)
+    fertility = num_tokens / num_words
+    return {
+        "fertility": fertility,
+        "bytes_per_token": num_bytes / num_tokens,
+        "words_per_context": CONTEXT_TOKENS / fertility,
+        "share_words_3plus_tokens": split3 / sum(forms.values()),
+        "vocab_size": len(tokenizer),
+        "tokens": num_tokens,
+        "words": num_words,
+        "bytes": num_bytes,
+        "documents": num_docs,
+    }
+
+
+def fertility_table(tokenizers: dict[str, Any], texts: Sequence[str]):
+    """One row per tokenizer (index `tokenizer`), columns from `tokenizer_metrics`."""
+    import pandas as pd
+
+    rows = [{"tokenizer": name, **tokenizer_metrics(tok, texts)} for name, tok in tokenizers.items()]
+    return pd.DataFrame(rows)
+
+
+def plot_fertility(df, path: Path, title: str = "Tokenizer efficiency") -> Path:
+    """Bar chart: fertility (left) and words per 131k context (right), one bar per row.
+
+    If `df` has a `data` column (several evaluation files), bars are grouped by it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.0, 0.35 * df["tokenizer"].nunique() + 1.5)))
+    for ax, col, label in ((axes[0], "fertility", "tokens per word (lower is better)"),
+                           (axes[1], "words_per_context", f"words per {CONTEXT_TOKENS:,}-token context")):
+        if "data" in df.columns and df["data"].nunique() > 1:
+            pivot = df.pivot_table(index="tokenizer", columns="data", values=col, sort=False)
+            pivot.plot.barh(ax=ax)
+        else:
+            ax.barh(df["tokenizer"], df[col])
+            for y, v in enumerate(df[col]):
+                ax.text(v, y, f" {v:,.2f}" if col == "fertility" else f" {v:,.0f}", va="center", fontsize=8)
+        ax.set_xlabel(label)
+        ax.invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

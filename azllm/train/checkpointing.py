@@ -1,0 +1,183 @@
+"""Sharded training checkpoints (``torch.distributed.checkpoint``) and the Metaflow lineage guard.
+
+Layout of one checkpoint, written by every rank of an FSDP2 job::
+
+    checkpoint_dir/step-000120/
+        .metadata, __0_0.distcp ...   model + optimizer shards (DCP; reshardable)
+        trainer.pt                    step, scheduler, data position (rank 0)
+        rng-rank00000.pt ...          each rank's RNG states
+        meta.json                     written last: its presence marks the checkpoint complete
+
+A save goes to ``.tmp-step-000120/`` and rank 0 renames it after a barrier, so a crash
+mid-save leaves the previous checkpoint intact; only the newest ``keep_last`` are kept.
+The directory must be visible to every rank (one node, or a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
+COMPLETE_MARKER = "meta.json"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first (half-written ``.tmp-*`` directories are ignored)."""
+    d = Path(checkpoint_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir()
+             if (m := CHECKPOINT_RE.match(p.name)) and (p / COMPLETE_MARKER).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint under ``checkpoint_dir``, or None."""
+    found = list_checkpoints(checkpoint_dir)
+    return found[-1] if found else None
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(checkpoint_dir: str | Path, step: int, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any],
+                    metadata: dict[str, Any] | None = None, keep_last: int = 2) -> Path:
+    """Collective: every rank calls it. Returns the final ``step-XXXXXX`` directory.
+
+    ``trainer_state`` (scheduler state, data position ...) is identical on all ranks and
+    written by rank 0; ``metadata`` goes into ``meta.json`` (JSON-able values only).
+    """
+    from torch.distributed.checkpoint import save as dcp_save
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    root = Path(checkpoint_dir)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}"
+    rank = _rank()
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    _barrier()
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    torch.save(_rng_state(), tmp / f"rng-rank{rank:05d}.pt")
+    if rank == 0:
+        torch.save({**trainer_state, "step": step}, tmp / "trainer.pt")
+    _barrier()
+
+    if rank == 0:
+        meta = {"step": step, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+                "saved_at": time.time(), **(metadata or {})}
+        (tmp / COMPLETE_MARKER).write_text(json.dumps(meta, indent=1))
+        if final.exists():  # a rerun reached the same step: replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier()
+    return final
+
+
+def load_checkpoint(path: str | Path, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Collective: load model and optimizer shards in place, restore this rank's RNG.
+
+    Returns the trainer state saved with it (``step``, scheduler, data position ...).
+    The world size may differ from the one that saved it (DCP reshards); RNG then comes
+    from rank 0's file for ranks that have none.
+    """
+    from torch.distributed.checkpoint import load as dcp_load
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    path = Path(path)
+    if not (path / COMPLETE_MARKER).is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {COMPLETE_MARKER})")
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp_load(state, checkpoint_id=str(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
+    rng_file = path / f"rng-rank{_rank():05d}.pt"
+    if not rng_file.is_file():
+        rng_file = path / "rng-rank00000.pt"
+    _set_rng_state(torch.load(rng_file, weights_only=False))
+    return torch.load(path / "trainer.pt", weights_only=False)
+
+
+# ---------------------------------------------------------------------------
+# Metaflow
+# ---------------------------------------------------------------------------
+
+
+def accept_loaded_checkpoint(metadata: dict, run_id: str, origin_run_id: str | None) -> bool:
+    """Accept a checkpoint that ``@checkpoint`` loaded only if it belongs to this run's lineage.
+
+    ``metadata`` is the loaded checkpoint's info (``current.checkpoint.info``-like dict; the
+    run id is read from ``run_id`` or ``pathspec`` "Flow/run/step/task"). Without this guard a
+    new run would silently start from the end of an older run of the same flow.
+    """
+    ckpt_run = metadata.get("run_id")
+    if ckpt_run is None and metadata.get("pathspec"):
+        parts = str(metadata["pathspec"]).split("/")
+        ckpt_run = parts[1] if len(parts) > 1 else None
+    if ckpt_run is None:
+        return False
+    return str(ckpt_run) in {str(run_id), *([str(origin_run_id)] if origin_run_id else [])}
+
+
+def inside_metaflow_task() -> bool:
+    """True in a Metaflow task process or a worker that inherited its checkpoint scope."""
+    return bool(os.environ.get("METAFLOW_CHECKPOINT_UID"))
+
+
+def register_with_metaflow(path: str | Path, metadata: dict | None = None,
+                           name: str = "cpt") -> dict | None:
+    """Rank 0, after a save: record ``path`` with ``metaflow.Checkpoint().save``.
+
+    No-op (returns None) outside a Metaflow task, i.e. without ``METAFLOW_CHECKPOINT_UID``
+    inherited from a step decorated with ``@checkpoint``.
+    """
+    if not inside_metaflow_task():
+        return None
+    from metaflow import Checkpoint
+
+    return Checkpoint().save(path=str(path), metadata=metadata or {}, name=name, latest=True)

@@ -1,0 +1,370 @@
+"""LoRA supervised fine-tuning on chat records, loss on assistant tokens only.
+
+TRL's `SFTTrainer` does the training; this module decides which records it sees.
+A record longer than `max_length` is cut on the prompt side (earliest turns first,
+then the user text from the left) so the final assistant answer and its
+`<|eot_id|>` stay whole; a record whose answer alone does not fit is dropped.
+Both are counted. Every kept record is checked to have assistant tokens before
+training starts, so a chat template without `{% generation %}` fails at once.
+
+    >>> from azllm.config import LoraConfig, SftConfig
+    >>> result = run_sft(SftConfig(max_steps=3, lora=LoraConfig(rank=4, alpha=8.0)),
+    ...                  model_dir=cpt_dir, tokenizer_dir=tok_dir,
+    ...                  train_path=Path("train.jsonl"), validation_path=Path("validation.jsonl"),
+    ...                  out_dir=Path("runs/sft"))
+    >>> result.metrics["eval_assistant_loss_before"], result.metrics["eval_assistant_loss_after"]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from azllm.config import SftConfig
+
+logger = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class SftResult:
+    adapter_dir: Path
+    """LoRA adapter (PEFT format) plus the tokenizer files."""
+    merged_dir: Path | None
+    """Adapter merged into the base model (only with `cfg.merge`)."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """`train_loss_history` (per logged step), `eval_assistant_loss_before/after` (nats per assistant token)."""
+    num_train_records: int = 0
+    """Training records kept (after truncation and drops)."""
+    num_truncated: int = 0
+    num_dropped: int = 0
+    num_loss_tokens: int = 0
+    """Assistant tokens (the ones with loss) over the kept training records, per epoch."""
+
+
+@dataclass
+class PreparedRecords:
+    """Chat records cut to fit `max_length`, with what was done to them."""
+
+    records: list[Messages]
+    num_truncated: int = 0
+    num_dropped: int = 0
+    num_loss_tokens: int = 0
+
+
+# ---------------------------------------------------------------------------
+# Records and masks
+# ---------------------------------------------------------------------------
+
+
+def read_chat_records(path: Path | str) -> list[Messages]:
+    """JSONL lines `{"messages": [{"role": ..., "content": ...}, ...]}` -> list of message lists."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if "messages" not in row:
+                raise ValueError(f"{path}:{line_no}: expected a 'messages' field, got keys {sorted(row)}")
+            records.append([{"role": m["role"], "content": m["content"]} for m in row["messages"]])
+    return records
+
+
+def tokenize_chat(tokenizer, messages: Messages) -> tuple[list[int], list[int]]:
+    """Token ids of a rendered conversation and its assistant mask (1 = token inside `{% generation %}`)."""
+    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True)
+    ids = list(out["input_ids"])
+    mask = list(out["assistant_masks"])
+    assert len(ids) == len(mask), f"{len(ids)} ids but {len(mask)} mask entries"
+    return ids, mask
+
+
+def _num_tokens(tokenizer, messages: Messages) -> int:
+    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
+
+
+def fit_record(tokenizer, messages: Messages, max_length: int) -> tuple[Messages | None, bool]:
+    """Cut the prompt side of one record to `max_length` tokens; (None, False) if the answer cannot fit.
+
+    Returns (messages, truncated). Order of cuts: drop the earliest non-system turns
+    (keeping the last user turn and the final assistant answer), then cut the last
+    user text from the left, as little as needed (binary search on characters kept).
+    """
+    if not messages or messages[-1]["role"] != "assistant":
+        return None, False
+    if _num_tokens(tokenizer, messages) <= max_length:
+        return messages, False
+    system = messages[:1] if messages[0]["role"] == "system" else []
+    rest = messages[len(system):]
+    # 1. Drop earliest turns; keep the conversation starting on a user turn.
+    while len(rest) > 2:
+        rest = rest[1:]
+        while len(rest) > 1 and rest[0]["role"] != "user":
+            rest = rest[1:]
+        if _num_tokens(tokenizer, system + rest) <= max_length:
+            return system + rest, True
+    answer = rest[-1]
+    user = rest[0] if len(rest) == 2 else {"role": "user", "content": ""}
+
+    def candidate(keep_chars: int) -> Messages:
+        text = user["content"][len(user["content"]) - keep_chars:] if keep_chars else ""
+        return system + [{"role": user["role"], "content": text}, answer]
+
+    # 2. The answer alone (empty user text) must fit, else drop the record.
+    if _num_tokens(tokenizer, candidate(0)) > max_length:
+        return None, False
+    lo, hi = 0, len(user["content"])  # invariant: candidate(lo) fits, candidate(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _num_tokens(tokenizer, candidate(mid)) <= max_length:
+            lo = mid
+        else:
+            hi = mid
+    return candidate(lo), True
+
+
+def prepare_records(tokenizer, records: Sequence[Messages], max_length: int) -> PreparedRecords:
+    """Fit every record to `max_length` and check it keeps assistant tokens.
+
+    Raises ValueError when no record has assistant tokens: the chat template lacks
+    `{% generation %}...{% endgeneration %}` around the assistant turn.
+    """
+    out = PreparedRecords(records=[])
+    num_empty_masks = 0
+    for messages in records:
+        fitted, truncated = fit_record(tokenizer, messages, max_length)
+        if fitted is None:
+            out.num_dropped += 1
+            continue
+        ids, mask = tokenize_chat(tokenizer, fitted)
+        assert len(ids) <= max_length, f"record has {len(ids)} tokens after fitting, max_length={max_length}"
+        num_assistant = sum(mask)
+        if num_assistant == 0:
+            num_empty_masks += 1
+            out.num_dropped += 1
+            continue
+        out.records.append(fitted)
+        out.num_truncated += int(truncated)
+        out.num_loss_tokens += num_assistant
+    if num_empty_masks and not out.records:
+        raise ValueError(
+            f"none of the {num_empty_masks} chat records has assistant tokens in its loss mask: the "
+            "tokenizer's chat template lacks {% generation %}...{% endgeneration %} around the assistant "
+            "turn. Use a tokenizer built by azllm.tokenizer (Llama 3 template with generation tags)."
+        )
+    if not out.records:
+        raise ValueError(f"no chat record fits max_length={max_length} ({out.num_dropped} dropped); "
+                         "raise sft.max_length")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Assistant-token loss
+# ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def assistant_token_loss(model, tokenizer, records: Sequence[Messages], *, max_length: int | None = None,
+                         batch_size: int = 8) -> float:
+    """Mean negative log-likelihood (nats) per assistant token, summed over all records then divided.
+
+    Records are fitted to `max_length` like the training records (dropped ones are skipped).
+    """
+    examples = []
+    for messages in records:
+        if max_length is not None:
+            messages, _ = fit_record(tokenizer, messages, max_length)
+            if messages is None:
+                continue
+        ids, mask = tokenize_chat(tokenizer, messages)
+        if sum(mask):
+            examples.append((ids, mask))
+    if not examples:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    examples.sort(key=lambda e: len(e[0]))
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start:start + batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for i, (ids, mask) in enumerate(batch):
+            input_ids[i, :len(ids)] = torch.tensor(ids)
+            attention[i, :len(ids)] = 1
+            labels[i, :len(ids)] = torch.where(torch.tensor(mask) == 1, torch.tensor(ids), -100)
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
+        targets = labels[:, 1:].to(device)  # (B, T-1)
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets,
+                                                ignore_index=-100, reduction="sum")
+        total_nll += nll.item()
+        total_tokens += int((targets != -100).sum())
+    if was_training:
+        model.train()
+    return total_nll / total_tokens
+
+
+# ---------------------------------------------------------------------------
+# Trainer
+# ---------------------------------------------------------------------------
+
+
+def _checkpoint_callback(on_checkpoint: Callable[[Path], None]):
+    from transformers import TrainerCallback
+
+    class CheckpointHook(TrainerCallback):
+        """Hands each saved checkpoint directory to `on_checkpoint` (the flow registers it with Metaflow)."""
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                on_checkpoint(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+    return CheckpointHook()
+
+
+def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messages], *, out_dir: Path,
+                      on_checkpoint: Callable[[Path], None] | None = None):
+    """An `SFTTrainer` with a fresh LoRA adapter on `model`, assistant-only loss, records as given.
+
+    `records` should already be fitted (see `prepare_records`): TRL would cut the end
+    of a long record, i.e. the answer.
+    """
+    from datasets import Dataset
+    from peft import LoraConfig as PeftLoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    cuda = torch.cuda.is_available()
+    report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    args = SFTConfig(
+        output_dir=str(out_dir),
+        assistant_only_loss=True,
+        max_length=cfg.max_length,
+        learning_rate=cfg.lr,
+        max_steps=cfg.max_steps,
+        num_train_epochs=cfg.num_epochs,
+        per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum_steps,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        save_strategy="steps",
+        save_steps=cfg.save_steps or 10**9,  # 0: the end-of-training save only
+        logging_steps=1,
+        logging_first_step=True,
+        report_to=report_to,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        use_liger_kernel=cfg.liger and cuda,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataset_num_proc=None,
+        disable_tqdm=True,
+    )
+    peft_config = PeftLoraConfig(
+        r=cfg.lora.rank,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    dataset = Dataset.from_list([{"messages": m} for m in records])
+    callbacks = [_checkpoint_callback(on_checkpoint)] if on_checkpoint else None
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=peft_config, callbacks=callbacks)
+
+
+def _load_model(model_dir: Path):
+    try:
+        from azllm.model.load import load_model
+    except ImportError:  # the shared loader not there yet: plain transformers
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return load_model(model_dir)
+
+
+def _load_tokenizer(tokenizer_dir: Path | str):
+    try:
+        from azllm.tokenizer.load import load_tokenizer
+    except ImportError:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tokenizer_dir)
+    return load_tokenizer(tokenizer_dir)
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
+
+
+def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path: Path, validation_path: Path,
+            out_dir: Path, resume_from_checkpoint: str | bool | None = None,
+            on_checkpoint: Callable[[Path], None] | None = None) -> SftResult:
+    """LoRA SFT of the model in `model_dir`; adapter (and merged model if `cfg.merge`) under `out_dir`.
+
+    `on_checkpoint(path)` is called after each trainer checkpoint is written (every
+    `cfg.save_steps`, and at the end). `resume_from_checkpoint` goes to `trainer.train`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- tokenizer and records ------------------------------------------------
+    tokenizer = _load_tokenizer(tokenizer_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train = prepare_records(tokenizer, read_chat_records(train_path), cfg.max_length)
+    validation = read_chat_records(validation_path)
+    logger.info("sft: %d training records (%d truncated, %d dropped), %d assistant tokens; %d validation records",
+                len(train.records), train.num_truncated, train.num_dropped, train.num_loss_tokens,
+                len(validation))
+    batch = cfg.micro_batch_size * cfg.grad_accum_steps
+    logger.info("sft: %d records per optimizer step, %s", batch,
+                f"{cfg.max_steps} steps" if cfg.max_steps > 0 else
+                f"{cfg.num_epochs} epochs = {math.ceil(len(train.records) * cfg.num_epochs / batch)} steps")
+
+    # -- model and trainer ----------------------------------------------------
+    model = _load_model(model_dir)
+    loss_before = assistant_token_loss(model, tokenizer, validation, max_length=cfg.max_length)
+    trainer = build_sft_trainer(cfg, model, tokenizer, train.records, out_dir=out_dir / "checkpoints",
+                                on_checkpoint=on_checkpoint)
+
+    # -- train ----------------------------------------------------------------
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    peft_model = trainer.model
+    loss_after = assistant_token_loss(peft_model, tokenizer, validation, max_length=cfg.max_length)
+
+    # -- save -----------------------------------------------------------------
+    adapter_dir = out_dir / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    merged_dir = None
+    if cfg.merge:
+        merged_dir = out_dir / "merged"
+        merged = peft_model.merge_and_unload()
+        merged.save_pretrained(merged_dir)
+        tokenizer.save_pretrained(merged_dir)
+
+    history = [{"step": e["step"], "loss": e["loss"]} for e in trainer.state.log_history if "loss" in e]
+    metrics = {
+        "train_loss_history": history,
+        "eval_assistant_loss_before": loss_before,
+        "eval_assistant_loss_after": loss_after,
+        "num_validation_records": len(validation),
+        "global_step": trainer.state.global_step,
+    }
+    return SftResult(adapter_dir=adapter_dir, merged_dir=merged_dir, metrics=metrics,
+                     num_train_records=len(train.records), num_truncated=train.num_truncated,
+                     num_dropped=train.num_dropped, num_loss_tokens=train.num_loss_tokens)

@@ -1,0 +1,200 @@
+"""AzLLMFlow: adapt a foundation LLM to Azerbaijani, end to end.
+
+    start            validate the preset, record library versions and hardware
+    prepare_data     corpus -> clean -> dedup -> train/validation split; chat records
+    train_tokenizer  Llama 3 style byte-level BPE; fertility vs Llama 3.2 and the base
+      cpt_embeddings   (foreach arm: baseline | extend | replace) adapt the vocabulary,
+                       train the embeddings only (pass-through for baseline)
+      cpt_full         all parameters, lower learning rate
+    join_cpt         bits per byte of base and every arm on the same bytes; pick the arm
+    sft_lora         LoRA SFT of the chosen arm on chat records (assistant tokens only)
+    evaluate         base vs CPT vs SFT: BPB, generations, repetition, chrF
+    end              where the results are and how to look at them
+
+    python flows/azllm_flow.py run                                   # configs/demo.toml
+    python flows/azllm_flow.py --config config configs/tiny.toml run
+    python flows/azllm_flow.py resume                                # after a failure
+
+Models, tokenizers and data travel as metaflow-checkpoint references (`@model`),
+never as pickled tensors. Capacity per step comes from the preset's compute profile.
+"""
+
+from pathlib import Path
+
+from metaflow import Config, FlowSpec, card, checkpoint, current, model, step
+
+from azllm.compute.mutator import compute_from_profile
+from azllm.config import parse_config
+
+DEFAULT_PRESET = str(Path(__file__).resolve().parent.parent / "configs" / "demo.toml")
+
+
+@compute_from_profile
+class AzLLMFlow(FlowSpec):
+    config = Config("config", default=DEFAULT_PRESET, parser=parse_config)
+
+    @card
+    @step
+    def start(self):
+        """Validate the preset (done by the Config parser) and record what we run on."""
+        from azllm.compute.hardware import describe_environment
+        from azllm.flowutil import begin_step
+
+        begin_step("start", self.config)
+        self.environment_info = describe_environment()
+        self.next(self.prepare_data)
+
+    @card
+    @model
+    @step
+    def prepare_data(self):
+        """Clean, dedup and split the corpus; validate and split the chat records."""
+        from azllm.cards import data_card
+        from azllm.data.pipeline import prepare_all
+        from azllm.flowutil import begin_step, save_dir
+
+        cfg = begin_step("prepare_data", self.config)
+        with save_dir("data") as out:
+            self.data_stats = prepare_all(cfg.data, out)
+            self.data = current.model.save(str(out), label="data", storage_format="files")
+        current.card.extend(data_card(self.data_stats))
+        self.next(self.train_tokenizer)
+
+    @card
+    @model(load=["data"])
+    @step
+    def train_tokenizer(self):
+        """Train the BBPE tokenizer(s), build one tokenizer per CPT arm, measure fertility."""
+        from azllm.cards import tokenizer_card
+        from azllm.data.pipeline import eval_files
+        from azllm.flowutil import base_tokenizer_name, begin_step, save_dir
+        from azllm.tokenizer.stage import run_tokenizer_stage
+
+        cfg = begin_step("train_tokenizer", self.config)
+        data_dir = Path(current.model.loaded["data"])
+        with save_dir("tokenizers") as out:
+            result = run_tokenizer_stage(cfg.tokenizer, base_tokenizer=base_tokenizer_name(cfg.model),
+                                         arms=cfg.cpt.arms, train_path=data_dir / "train.jsonl",
+                                         eval_paths=eval_files(data_dir), out_dir=out)
+            self.fertility = result.table
+            self.tokenizers = {arm: current.model.save(str(path), label=f"tokenizer_{arm}", storage_format="files")
+                               for arm, path in result.arm_tokenizers.items()}
+            current.card.extend(tokenizer_card(result.table, result.chart_path))
+        self.arms = list(cfg.cpt.arms)
+        self.next(self.cpt_embeddings, foreach="arms")
+
+    @card(refresh_interval=10)
+    @model(load=["data"])
+    @checkpoint(load_policy="eager")
+    @step
+    def cpt_embeddings(self):
+        """Phase 1: adapt the vocabulary (FVT init) and train the embeddings only."""
+        from azllm.flowutil import begin_step, save_dir
+        from azllm.train.arms import train_embeddings_phase
+
+        cfg = begin_step("cpt_embeddings", self.config)
+        self.arm = self.input
+        with save_dir(f"cpt-embeddings-{self.arm}") as out:
+            result = train_embeddings_phase(cfg, arm=self.arm,
+                                            tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
+                                            data_dir=Path(current.model.loaded["data"]), out_dir=out)
+            self.embeddings_metrics = result.metrics
+            self.embeddings_model = current.model.save(str(result.model_dir), label=f"cpt_embeddings_{self.arm}",
+                                                       storage_format="files")
+        self.next(self.cpt_full)
+
+    @card(refresh_interval=10)
+    @model(load=["data", "embeddings_model"])
+    @checkpoint(load_policy="eager")
+    @step
+    def cpt_full(self):
+        """Phase 2: all parameters at a lower learning rate."""
+        from azllm.flowutil import begin_step, save_dir
+        from azllm.train.arms import train_full_phase
+
+        cfg = begin_step("cpt_full", self.config)
+        with save_dir(f"cpt-full-{self.arm}") as out:
+            result = train_full_phase(cfg, init_dir=Path(current.model.loaded["embeddings_model"]),
+                                      data_dir=Path(current.model.loaded["data"]), out_dir=out)
+            self.full_metrics = result.metrics
+            self.full_model = current.model.save(str(result.model_dir), label=f"cpt_full_{self.arm}",
+                                                 storage_format="files")
+        self.next(self.join_cpt)
+
+    @card
+    @model(load=["data"])
+    @step
+    def join_cpt(self, inputs):
+        """Bits per byte of the base model and of every arm on the same bytes; choose the arm."""
+        from azllm.cards import arms_card
+        from azllm.eval.compare import compare_arms
+        from azllm.flowutil import begin_step
+
+        cfg = begin_step("join_cpt", self.config)
+        self.merge_artifacts(inputs, include=["data", "data_stats", "tokenizers", "fertility", "environment_info"])
+        self.cpt_models = {inp.arm: inp.full_model for inp in inputs}
+        self.cpt_metrics = {inp.arm: {"embeddings": inp.embeddings_metrics, "full": inp.full_metrics}
+                            for inp in inputs}
+        arm_dirs = {arm: (Path(current.model.load(ref)), Path(current.model.load(self.tokenizers[arm])))
+                    for arm, ref in self.cpt_models.items()}
+        comparison = compare_arms(cfg, arm_dirs=arm_dirs, data_dir=Path(current.model.loaded["data"]))
+        self.arm_bpb = comparison.bpb
+        self.chosen_arm = comparison.chosen_arm
+        current.card.extend(arms_card(comparison, self.cpt_metrics))
+        self.next(self.sft_lora)
+
+    @card(refresh_interval=10)
+    @model(load=["data"])
+    @checkpoint(load_policy="eager")
+    @step
+    def sft_lora(self):
+        """LoRA SFT of the chosen arm into a chat assistant, loss on assistant tokens only."""
+        from azllm.flowutil import begin_step, save_dir
+        from azllm.train.sft import run_sft
+
+        cfg = begin_step("sft_lora", self.config)
+        data_dir = Path(current.model.loaded["data"])
+        with save_dir("sft") as out:
+            result = run_sft(cfg.sft, model_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
+                             tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
+                             train_path=data_dir / "sft_train.jsonl",
+                             validation_path=data_dir / "sft_validation.jsonl", out_dir=out)
+            self.sft_metrics = result.metrics
+            self.sft_adapter = current.model.save(str(result.adapter_dir), label="sft_adapter",
+                                                  storage_format="files")
+        self.next(self.evaluate)
+
+    @card
+    @model(load=["data"])
+    @step
+    def evaluate(self):
+        """Base vs CPT vs SFT side by side: BPB, generations, repetition, chrF, assistant loss."""
+        from azllm.cards import eval_card
+        from azllm.eval.pipeline import evaluate_run
+        from azllm.flowutil import begin_step, save_dir
+
+        cfg = begin_step("evaluate", self.config)
+        with save_dir("eval") as out:
+            report = evaluate_run(cfg, cpt_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
+                                  tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
+                                  adapter_dir=Path(current.model.load(self.sft_adapter)),
+                                  data_dir=Path(current.model.loaded["data"]), out_dir=out)
+            self.metrics = report.metrics
+            self.generations = report.generations
+            current.card.extend(eval_card(report))
+        self.next(self.end)
+
+    @card
+    @step
+    def end(self):
+        """Say where the results are and how to look at them."""
+        from azllm.cards import summary_card
+        from azllm.flowutil import begin_step, print_summary
+
+        begin_step("end", self.config)
+        current.card.extend(summary_card(self))
+        print_summary(self)
+
+
+if __name__ == "__main__":
+    AzLLMFlow()
