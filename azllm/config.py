@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tomllib
 import types
 import typing
@@ -429,11 +430,26 @@ def load_pipeline_config(source: str | Path | dict[str, Any] | PipelineConfig) -
 def parse_config(text: str) -> dict[str, Any]:
     """Metaflow `Config(parser=...)` hook: validate the whole preset, return a plain dict.
 
-    Metaflow passes only the text; `AZLLM_CONFIG_SOURCE` (set by the CLI wrapper) or the
-    preset's `name` is used to say which file was wrong.
+    Metaflow passes only the text, so the file is recovered from the command line
+    to name it in errors. Errors become a MetaflowException: a clean one-line message
+    instead of a traceback, and the run stops before any step starts.
     """
-    source = os.environ.get("AZLLM_CONFIG_SOURCE", "the --config preset")
-    return parse_config_text(text, source=source, path=_guess_path(source)).to_dict()
+    source = _config_source_from_argv(sys.argv)
+    try:
+        return parse_config_text(text, source=source, path=_guess_path(source)).to_dict()
+    except ConfigError as e:
+        from metaflow.exception import MetaflowException
+
+        raise MetaflowException(f"invalid preset: {e}") from None
+
+
+def _config_source_from_argv(argv: list[str]) -> str:
+    for i, arg in enumerate(argv[:-2]):
+        if arg == "--config" and argv[i + 1] == "config":
+            return argv[i + 2]
+        if arg == "--config-value" and argv[i + 1] == "config":
+            return "--config-value config"
+    return os.environ.get("AZLLM_CONFIG_SOURCE", "configs/demo.toml")
 
 
 def _guess_path(source: str) -> Path | None:

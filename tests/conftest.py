@@ -6,6 +6,7 @@ Real data lives in ../shared/data beside the repository (never copied into it).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,10 @@ os.environ.setdefault("AZLLM_CACHE", str(REPO_ROOT / ".cache" / "azllm"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("METAFLOW_USER", "azllm-tests")
+# Flow runs made by the tests go to a throwaway local datastore, not the repo's .metaflow.
+os.environ.setdefault("METAFLOW_DATASTORE_SYSROOT_LOCAL", tempfile.mkdtemp(prefix="azllm-mf-"))
+os.environ.setdefault("METAFLOW_DEFAULT_DATASTORE", "local")
+os.environ.setdefault("METAFLOW_DEFAULT_METADATA", "local")
 
 
 @pytest.fixture(scope="session")

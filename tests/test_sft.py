@@ -9,6 +9,7 @@ well under a minute on CPU.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -28,57 +29,23 @@ from azllm.train.sft import (
 
 SFT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "az_sft"
 
-# Llama 3's chat template (the parts this project uses), assistant turn inside generation tags.
-_FALLBACK_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{%- generation %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endgeneration %}"
-    "{%- else %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
-    " + '<|eot_id|>' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
-_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-# Llama 3's pre-tokenizer split: newlines never merge into the following word.
-_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-
-
-def chat_template() -> str:
-    try:
-        from azllm.tokenizer.llama3 import LLAMA3_CHAT_TEMPLATE
-    except ImportError:
-        return _FALLBACK_TEMPLATE
-    return LLAMA3_CHAT_TEMPLATE
-
 
 def build_tiny_tokenizer(out_dir: Path, *, template: str | None = None, num_lines: int = 300):
-    """Byte-level BPE on the first `num_lines` chat records, Llama 3 specials and chat template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The project's byte-level BPE (Llama 3 specials and chat template), 600 tokens, on chat records."""
+    from transformers import AutoTokenizer
+
+    from azllm.tokenizer.train import train_tokenizer
 
     texts = []
     with open(SFT_DIR / "train.jsonl", encoding="utf-8") as f:
         for _, line in zip(range(num_lines), f, strict=False):
             texts += [m["content"] for m in json.loads(line)["messages"]]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=_SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-                                   pad_token="<|end_of_text|>")
-    fast.chat_template = template if template is not None else chat_template()
-    fast.save_pretrained(out_dir)
-    return fast
+    train_tokenizer(texts, vocab_size=600, min_frequency=2, out_dir=out_dir, show_progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    if template is not None:
+        tokenizer.chat_template = template
+        tokenizer.save_pretrained(out_dir)
+    return tokenizer
 
 
 def build_tiny_llama(out_dir: Path, vocab_size: int, *, seed: int = 0) -> Path:
@@ -87,7 +54,7 @@ def build_tiny_llama(out_dir: Path, vocab_size: int, *, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=0, eos_token_id=4, pad_token_id=1)
+                         tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(out_dir)
     return out_dir
 
@@ -97,6 +64,7 @@ def tiny_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_sft")
     tokenizer = build_tiny_tokenizer(root / "tokenizer")
     build_tiny_llama(root / "model", len(tokenizer))
+    assert tokenizer.convert_tokens_to_ids("<|eot_id|>") < len(tokenizer)
     return root / "model", root / "tokenizer", tokenizer
 
 
@@ -129,7 +97,10 @@ def test_label_mask_is_exactly_the_answer_plus_eot(tiny_dirs, records, tmp_path)
 
 
 def test_template_without_generation_tags_fails_clearly(tmp_path, records):
-    plain = _FALLBACK_TEMPLATE.replace("{%- generation %}", "").replace("{%- endgeneration %}", "")
+    from azllm.tokenizer.llama3 import LLAMA3_CHAT_TEMPLATE
+
+    plain = LLAMA3_CHAT_TEMPLATE.replace("{%- generation -%}", "").replace("{%- endgeneration -%}", "")
+    assert "{%- generation" not in plain and plain != LLAMA3_CHAT_TEMPLATE
     tokenizer = build_tiny_tokenizer(tmp_path, template=plain, num_lines=50)
     with pytest.raises(ValueError, match="generation"):
         prepare_records(tokenizer, records[:4], 512)
@@ -206,6 +177,8 @@ def test_run_sft_end_to_end(tiny_dirs, tmp_path):
     assert result.num_train_records == 8 and result.num_loss_tokens > 0
     assert len(result.metrics["train_loss_history"]) == 4
     assert result.metrics["eval_assistant_loss_after"] < result.metrics["eval_assistant_loss_before"]
+    if importlib.util.find_spec("tensorboard"):
+        assert list((tmp_path / "out").glob("runs/*/events.out.tfevents.*")), "no TensorBoard logs in out_dir"
 
     # resume from the step-2 checkpoint: training continues to step 4
     cfg2 = SftConfig(max_steps=4, max_length=256, lr=1e-2, micro_batch_size=4, save_steps=2,

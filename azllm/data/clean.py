@@ -15,6 +15,8 @@ _HSPACE = re.compile(r"[^\S\n]+")
 """Any whitespace but newline (tabs, NBSP, thin spaces ...): collapsed to one space."""
 _SPACE_AROUND_NL = re.compile(r" ?\n ?")
 _MANY_NL = re.compile(r"\n{3,}")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+"""Unicode category Cc (C0, DEL, C1) except newline; tabs are already spaces by then."""
 
 
 def clean_text(text: str) -> str:
@@ -27,7 +29,7 @@ def clean_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = _NEWLINES.sub("\n", text)
     text = _HSPACE.sub(" ", text)
-    text = "".join(ch for ch in text if ch == "\n" or not _is_control(ch))
+    text = _CONTROL.sub("", text)
     text = _SPACE_AROUND_NL.sub("\n", text)
     text = _MANY_NL.sub("\n\n", text)
     return text.strip()
@@ -39,12 +41,8 @@ def latin_fraction(text: str) -> float:
     Text without letters (numbers, punctuation) counts as not Latin so the
     `min_latin_fraction` filter drops it: it teaches the model no Azerbaijani.
     """
-    letters = latin = 0
-    for ch in text:
-        if ch.isalpha():
-            letters += 1
-            latin += _is_latin(ch)
-    return latin / letters if letters else 0.0
+    letters = [ch for ch in text if ch.isalpha()]
+    return sum(map(_is_latin, letters)) / len(letters) if letters else 0.0
 
 
 def count_words(text: str) -> int:
@@ -55,8 +53,3 @@ def count_words(text: str) -> int:
 @lru_cache(maxsize=4096)
 def _is_latin(ch: str) -> bool:
     return unicodedata.name(ch, "").startswith("LATIN")
-
-
-@lru_cache(maxsize=4096)
-def _is_control(ch: str) -> bool:
-    return unicodedata.category(ch) == "Cc"

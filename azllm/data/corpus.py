@@ -57,6 +57,8 @@ class _Filter:
     seen: set[bytes] = field(default_factory=set)
     dropped: Counter = field(default_factory=Counter)
     bad: BadLines = field(default_factory=BadLines)
+    seen_train: int = 0
+    """Unique documents that went to train (before weighting)."""
 
     def accept(self, raw: str) -> tuple[str, bytes] | None:
         """The cleaned text and its digest, or None (the reason is counted in `dropped`)."""
@@ -95,15 +97,31 @@ class AtomicJsonl:
     def __enter__(self) -> Self:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name in self.names:
-            self._files[name] = tempfile.NamedTemporaryFile(
-                "w", encoding="utf-8", dir=self.out_dir, prefix=f".{name}.", suffix=".tmp", delete=False)
+            self._files[name] = self._open_temp(name)
         return self
+
+    def _open_temp(self, name: str) -> IO[str]:
+        return tempfile.NamedTemporaryFile(  # closed in __exit__, after the last write
+            "w", encoding="utf-8", dir=self.out_dir, prefix=f".{name}.", suffix=".tmp", delete=False)
 
     def write(self, name: str, record: dict[str, Any]) -> None:
         self._files[name].write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def path(self, name: str) -> Path:
-        return self.out_dir / name
+    def drop_lines(self, name: str, unwanted: dict[str, Any]) -> int:
+        """Rewrite the temp file of `name` without lines equal to `unwanted`; returns how many went."""
+        old = self._files[name]
+        old.close()
+        new = self._files[name] = self._open_temp(name)
+        target = json.dumps(unwanted, ensure_ascii=False) + "\n"
+        removed = 0
+        with open(old.name, encoding="utf-8") as f:
+            for line in f:
+                if line == target:
+                    removed += 1
+                else:
+                    new.write(line)
+        Path(old.name).unlink()
+        return removed
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -111,6 +129,7 @@ class AtomicJsonl:
             f.close()
         for name, f in self._files.items():
             if exc_type is None:
+                os.chmod(f.name, 0o644)  # temp files are created 0600; outputs are shared with later steps
                 os.replace(f.name, self.out_dir / name)
             else:
                 Path(f.name).unlink(missing_ok=True)
@@ -144,7 +163,9 @@ def prepare_corpus(cfg: DataConfig, out_dir: Path) -> PreparedCorpus:
             _write_all(filt, source, out, "validation.jsonl", stats["validation"])
         if cfg.other_domain:
             _write_all(filt, cfg.other_domain, out, "other_domain.jsonl", stats["other_domain"])
-        stats["sources"] = _write_corpus(filt, out, stats)
+        stats["sources"], spare = _write_corpus(filt, out, stats)
+        if stats["validation"]["documents"] == 0 and spare and filt.seen_train > 1:
+            _move_to_validation(spare, out, stats)
         stats["dropped"] = {reason: filt.dropped[reason] for reason in DROP_REASONS}
         stats["dropped"]["bad_lines"] = filt.bad.count
         stats["bad_line_examples"] = list(filt.bad.examples)
@@ -166,13 +187,19 @@ def _write_all(filt: _Filter, source: str, out: AtomicJsonl, name: str, split_st
             add_document(split_stats, kept[0])
 
 
-def _write_corpus(filt: _Filter, out: AtomicJsonl, stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """The training sources: split (unless explicit validation), weight, honour max_documents."""
+def _write_corpus(filt: _Filter, out: AtomicJsonl,
+                  stats: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """The training sources: split (unless explicit validation), weight, honour max_documents.
+
+    Also returns the train document with the lowest split hash: the one moved to
+    validation when a small corpus leaves the hash-based hold-out empty.
+    """
     cfg = filt.cfg
     weights = cfg.corpus_weights or (1.0,) * len(cfg.corpus)
     hold_out = not cfg.validation
     budget = cfg.max_documents or math.inf
     per_source = []
+    spare: tuple[float, str] | None = None
     for source, weight in zip(cfg.corpus, weights):
         read = kept_count = 0
         for raw in filt.raw_documents(source):
@@ -185,22 +212,41 @@ def _write_corpus(filt: _Filter, out: AtomicJsonl, stats: dict[str, Any]) -> lis
                 continue
             kept_count += 1
             text, digest = kept
-            if hold_out and unit_hash(cfg.seed, "split", digest) < cfg.validation_fraction:
+            u = unit_hash(cfg.seed, "split", digest)
+            if hold_out and u < cfg.validation_fraction:
                 out.write("validation.jsonl", {"text": text})
                 add_document(stats["validation"], text)
                 continue
+            filt.seen_train += 1
+            if hold_out and (spare is None or u < spare[0]):
+                spare = (u, text)
             for _ in range(copies_for(weight, cfg.seed, digest)):
                 out.write("train.jsonl", {"text": text})
                 add_document(stats["train"], text)
         per_source.append({"source": source, "weight": weight, "read": read, "kept": kept_count})
-    return per_source
+    return per_source, spare[1] if spare else None
+
+
+def _move_to_validation(text: str, out: AtomicJsonl, stats: dict[str, Any]) -> None:
+    """Guarantee a non-empty validation split: move one document (all its weighted copies) out of train."""
+    removed = out.drop_lines("train.jsonl", {"text": text})
+    for _ in range(removed):
+        stats["train"] = _subtract(stats["train"], text)
+    out.write("validation.jsonl", {"text": text})
+    add_document(stats["validation"], text)
+
+
+def _subtract(split_stats: dict[str, int], text: str) -> dict[str, int]:
+    one = empty_stats()
+    add_document(one, text)
+    return {key: split_stats[key] - one[key] for key in split_stats}
 
 
 def _check_not_empty(cfg: DataConfig, stats: dict[str, Any]) -> None:
     if stats["train"]["documents"] == 0:
         raise DataError(
             f"no training documents left after cleaning sources {list(cfg.corpus)}: dropped "
-            f"{stats['dropped']} (min_chars={cfg.min_chars}, min_latin_fraction={cfg.min_latin_fraction}, "
+            f"{stats['dropped']}, {stats['validation']['documents']} held out for validation (min_chars={cfg.min_chars}, min_latin_fraction={cfg.min_latin_fraction}, "
             f"text_field={cfg.text_field!r}); check the sources and these settings"
         )
     if stats["validation"]["documents"] == 0:

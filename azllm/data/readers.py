@@ -57,6 +57,10 @@ class BadLines:
             self.examples.append(str(error))
 
 
+class _TextLine(str):
+    """A line of a .txt file: a document as is (a bare JSON string in a .jsonl file is not)."""
+
+
 @dataclass(frozen=True)
 class _Item:
     """One unit read from a source: `where` is `file:line`, `value` the payload or a DataError.
@@ -157,8 +161,8 @@ def _iter_items(source: str, columns: tuple[str, ...] | None) -> Iterator[_Item]
 
 
 def _text_of(where: str, record: Any, text_field: str) -> str | DataError:
-    if isinstance(record, str):  # .txt lines
-        return record
+    if isinstance(record, _TextLine):
+        return str(record)
     if not isinstance(record, dict):
         return DataError(f"{where}: expected a JSON object with field {text_field!r}, "
                          f"got {type(record).__name__}")
@@ -197,15 +201,13 @@ def _files_in_dir(path: Path) -> list[Path]:
 
 def _iter_local_file(path: Path, columns: tuple[str, ...] | None) -> Iterator[_Item]:
     name = _strip_gz(path.name)
-    if name.endswith(".parquet"):
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            yield from _iter_parquet(f, str(path), columns)
-        return
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            yield from _parse_lines(f, str(path), is_txt=name.endswith(".txt"))
+            if name.endswith(".parquet"):
+                yield from _iter_parquet(f, str(path), columns)
+            else:
+                yield from _parse_lines(f, str(path), is_txt=name.endswith(".txt"))
     except (OSError, EOFError) as e:  # corrupt gzip stream, for example
         raise DataError(f"{path}: cannot read: {e}") from None
 
@@ -223,12 +225,13 @@ def _parse_lines(lines: Iterable[bytes], where: str, *, is_txt: bool) -> Iterato
         if not line.strip():
             continue
         if is_txt:
-            yield _Item(loc, line)
+            yield _Item(loc, _TextLine(line))
             continue
         try:
             yield _Item(loc, json.loads(line))
         except json.JSONDecodeError as e:
-            yield _Item(loc, DataError(f"{loc}: invalid JSON: {e}"))
+            hint = " (.json files are read as JSON lines: one object per line)" if ".json:" in loc else ""
+            yield _Item(loc, DataError(f"{loc}: invalid JSON: {e}{hint}"))
 
 
 def _iter_parquet(f: IO[bytes], where: str, columns: tuple[str, ...] | None) -> Iterator[_Item]:
@@ -273,12 +276,14 @@ def _parse_s3_url(url: str) -> tuple[str, str]:
 
 def _s3_keys(client: Any, url: str, bucket: str, key: str) -> list[str]:
     """The object itself if `key` names one, else every supported object under the prefix."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     if key and not key.endswith("/"):
         try:
             client.head_object(Bucket=bucket, Key=key)
             return [key]
+        except BotoCoreError as e:
+            raise DataError(f"{url}: cannot access: {e}; check AWS credentials and AWS_ENDPOINT_URL") from None
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
                 raise DataError(f"{url}: cannot access: {e}") from None
@@ -286,8 +291,8 @@ def _s3_keys(client: Any, url: str, bucket: str, key: str) -> list[str]:
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
             keys.extend(o["Key"] for o in page.get("Contents", []) if _is_supported(o["Key"]))
-    except ClientError as e:
-        raise DataError(f"{url}: cannot list: {e}") from None
+    except (ClientError, BotoCoreError) as e:  # BotoCoreError: no credentials, endpoint unreachable
+        raise DataError(f"{url}: cannot list: {e}; check AWS credentials and AWS_ENDPOINT_URL") from None
     if not keys:
         raise DataError(f"{url}: no such S3 object, and no supported objects under this prefix")
     return sorted(keys)

@@ -48,5 +48,5 @@ def merge_stats(*parts: dict[str, int]) -> dict[str, int]:
 def describe_stats(stats: dict[str, int]) -> dict[str, float | int]:
     """Stats plus derived numbers people read: MB (10^6 bytes) and words per document."""
     docs = stats["documents"]
-    return {**stats, "mb": round(stats["bytes"] / 1e6, 3),
+    return {**stats, "mb": round(stats["bytes"] / 1e6, 6),
             "words_per_doc": round(stats["words"] / docs, 1) if docs else 0.0}

@@ -101,7 +101,12 @@ def _convert_smollm2(out_dir: Path) -> None:
     """GGUF -> fp32 safetensors. ``save_pretrained`` refuses a GGUF-loaded model, so copy
     its state dict into a fresh ``LlamaForCausalLM`` built without ``quantization_config``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     folder = _smollm2_gguf_folder()
     t0 = time.perf_counter()

@@ -50,15 +50,15 @@ def load_tokenizer(name_or_dir: str | Path) -> PreTrainedTokenizerFast:
         from azllm.model.load import resolve_model_dir
 
         return _from_dir(resolve_model_dir(name))
-    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") != 1
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ValueError(f"tokenizer directory {name} does not exist; pass 'llama-3.2', a builtin model "
+                         f"({', '.join(_builtin_models())}), a saved tokenizer directory or a hub id")
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as e:
-        where = ("no such local directory" if looks_like_path
-                 else "not a local directory, and the Hugging Face hub could not provide it "
-                      "(no network here, or unknown id)")
         raise ValueError(
-            f"cannot load tokenizer {name!r}: {where}. Use 'llama-3.2', a builtin model "
+            f"cannot load tokenizer {name!r}: it is not a local directory, and the Hugging Face hub could "
+            "not provide it (no network here, or an unknown id). Use 'llama-3.2', a builtin model "
             f"({', '.join(_builtin_models())}), or an existing tokenizer directory "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from e

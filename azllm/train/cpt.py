@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,44 +151,16 @@ class BlockStream:
 
 
 def load_training_blocks(blocks_path: str | Path):
-    """(num_blocks, block_size) integer array; memory-mapped when it is a .npy file."""
+    """(num_blocks, block_size) int32 memory map written by azllm.data.packing.pack_corpus."""
+    from azllm.data.packing import load_blocks
+
     path = Path(blocks_path)
     if not path.exists():
         raise FileNotFoundError(f"packed blocks {path} do not exist; they are made by "
                                 "azllm.data.packing.pack_corpus (flow step cpt_embeddings/cpt_full)")
-    try:
-        from azllm.data.packing import load_blocks
-    except ModuleNotFoundError as e:
-        if e.name not in ("azllm.data.packing", "azllm.data"):
-            raise
-        import numpy as np
-
-        npy = path if path.is_file() else next(iter(sorted(path.glob("*.npy"))), path)
-        return np.load(npy, mmap_mode="r")
-    return load_blocks(path)
-
-
-def _load_model(model_dir: str, attn_implementation: str = "sdpa"):
-    try:
-        from azllm.model.load import load_model
-    except ModuleNotFoundError as e:
-        if e.name not in ("azllm.model.load", "azllm.model"):
-            raise
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32",
-                                                    attn_implementation=attn_implementation)
-    return load_model(model_dir, dtype="float32", attn_implementation=attn_implementation)
-
-
-def _apply_liger(model, enabled: bool) -> bool:
-    if not enabled:
-        return False
-    try:
-        from azllm.model.kernels import apply_liger
-    except ModuleNotFoundError:
-        return False
-    return bool(apply_liger(model, enabled=True))
+    blocks = load_blocks(path)
+    assert blocks.ndim == 2 and blocks.shape[0] > 0, f"{path}: expected (num_blocks, block_size), got {blocks.shape}"
+    return blocks
 
 
 def freeze_for_phase(model, phase: str) -> list[str]:
@@ -208,6 +179,14 @@ def freeze_for_phase(model, phase: str) -> list[str]:
         if head is not None:
             head.weight.requires_grad_(True)  # same Parameter when tied
     return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def decoder_layers(model) -> list:
+    """The transformer blocks (each becomes one FSDP unit): ``model.model.layers`` for Llama-likes."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    assert layers is not None and len(layers) > 0, (
+        f"{type(model).__name__} has no model.layers; add its block list to decoder_layers()")
+    return list(layers)
 
 
 def flops_per_token(num_params: int, num_layers: int, seq_len: int, hidden: int) -> int:
@@ -240,7 +219,10 @@ def _peak_mem_gib(device) -> float:
 def export_model(model, out_dir: Path, model_dir: Path, *, rank: int) -> None:
     """Collective: gather the full state dict; rank 0 writes an HF directory + tokenizer files."""
     import torch
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
     from transformers import AutoModelForCausalLM
 
     full_sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -279,6 +261,8 @@ def train(spec: PhaseSpec) -> None:
     from torch.distributed.tensor import DTensor
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+    from azllm.model.kernels import apply_liger
+    from azllm.model.load import load_model
     from azllm.train import checkpointing
 
     tc = spec.train
@@ -314,12 +298,13 @@ def train(spec: PhaseSpec) -> None:
 
         # -------------------------------------------------------------------
         # Model
-        model = _load_model(spec.model_dir)
-        liger = _apply_liger(model, spec.liger and use_cuda)
+        model = load_model(spec.model_dir, dtype="float32")  # fp32 master weights
+        liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA
         trainable = freeze_for_phase(model, spec.phase)
         num_params = sum(p.numel() for p in model.parameters())
         num_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         cfg = model.config
+        vocab_size = model.get_input_embeddings().weight.shape[0]
         tied = model.get_output_embeddings() is not None and (
             model.get_output_embeddings().weight is model.get_input_embeddings().weight)
 
@@ -329,7 +314,7 @@ def train(spec: PhaseSpec) -> None:
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
             else MixedPrecisionPolicy()
         model.to(device)
-        for layer in model.model.layers:
+        for layer in decoder_layers(model):
             fully_shard(layer, mp_policy=mp)
         fully_shard(model, mp_policy=mp)
         params_are_dtensors = all(isinstance(p, DTensor) for p in model.parameters())
@@ -402,7 +387,11 @@ def train(spec: PhaseSpec) -> None:
         for step in range(start_step + 1, tc.max_steps + 1):
             loss_sum = torch.zeros((), device=device)
             for _ in range(tc.grad_accum_steps):
-                x = stream.next_batch().to(device, non_blocking=True)  # (B, T)
+                x = stream.next_batch()  # (B, T), on CPU: this check costs no device sync
+                assert int(x.max()) < vocab_size, (
+                    f"token id {int(x.max())} >= model vocab {vocab_size}: {spec.blocks_path} was packed "
+                    f"with another tokenizer than {spec.model_dir}'s")
+                x = x.to(device, non_blocking=True)
                 loss = model(input_ids=x, labels=x).loss / tc.grad_accum_steps
                 loss.backward()
                 loss_sum += loss.detach()
@@ -436,6 +425,7 @@ def train(spec: PhaseSpec) -> None:
                             writer.add_scalar(f"{spec.phase}/{key}", record[key], step)
 
             if (tc.save_every_steps and step % tc.save_every_steps == 0) or step == tc.max_steps:
+                t_save = time.perf_counter()
                 path = checkpointing.save_checkpoint(
                     ckpt_dir, step, model=model, optimizer=optimizer,
                     trainer_state={"scheduler": scheduler.state_dict(), "data": stream.state_dict()},
@@ -443,6 +433,7 @@ def train(spec: PhaseSpec) -> None:
                 if master:
                     print(f"[cpt] saved checkpoint {path}", flush=True)
                     checkpointing.register_with_metaflow(path, {"phase": spec.phase, "step": step})
+                last_log_time += time.perf_counter() - t_save  # tokens/s measures training only
                 if spec.fail_after_step == step:
                     raise RuntimeError(f"fail_after_step={step}: injected failure after the checkpoint")
 
@@ -533,7 +524,7 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
                            master_port=master_port)
     print(f"[cpt] launching: {' '.join(cmd)}", flush=True)
     run_torchrun(cmd, work_dir / "worker.log")
-    if not (out_dir / "config.json").is_file():
+    if node_rank == 0 and not (out_dir / "config.json").is_file():
         raise RuntimeError(f"workers exited cleanly but wrote no model to {out_dir}; see {work_dir / 'worker.log'}")
     return PhaseResult(model_dir=out_dir, metrics=read_metrics(spec.metrics_path),
                        checkpoint_dir=Path(spec.checkpoint_dir), tensorboard_dir=Path(spec.tensorboard_dir))

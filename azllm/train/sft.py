@@ -241,6 +241,8 @@ def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messag
                       on_checkpoint: Callable[[Path], None] | None = None):
     """An `SFTTrainer` with a fresh LoRA adapter on `model`, assistant-only loss, records as given.
 
+    Checkpoints go to `out_dir/checkpoint-N`, TensorBoard logs to `out_dir/runs/`.
+
     `records` should already be fitted (see `prepare_records`): TRL would cut the end
     of a long record, i.e. the answer.
     """
@@ -249,6 +251,9 @@ def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messag
     from trl import SFTConfig, SFTTrainer
 
     cuda = torch.cuda.is_available()
+    if cfg.liger and cuda:
+        logger.warning("sft.liger=true: TRL's fused Liger loss may ignore the assistant-only mask; "
+                       "compare the loss with liger=false before relying on it")
     report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
     args = SFTConfig(
         output_dir=str(out_dir),
@@ -271,6 +276,7 @@ def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messag
         data_seed=cfg.seed,
         dataset_num_proc=None,
         disable_tqdm=True,
+        dataloader_pin_memory=cuda,
     )
     peft_config = PeftLoraConfig(
         r=cfg.lora.rank,
@@ -338,7 +344,7 @@ def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path:
     # -- model and trainer ----------------------------------------------------
     model = _load_model(model_dir)
     loss_before = assistant_token_loss(model, tokenizer, validation, max_length=cfg.max_length)
-    trainer = build_sft_trainer(cfg, model, tokenizer, train.records, out_dir=out_dir / "checkpoints",
+    trainer = build_sft_trainer(cfg, model, tokenizer, train.records, out_dir=out_dir,
                                 on_checkpoint=on_checkpoint)
 
     # -- train ----------------------------------------------------------------

@@ -1,0 +1,121 @@
+"""`azllm chat`: talk to the assistant a run produced, in a terminal, with streaming output.
+
+    azllm chat                         # the latest successful AzLLMFlow run
+    azllm chat --run 1732571234        # a given run
+    azllm chat --model DIR [--adapter DIR]
+    azllm chat --prompt "Balansımı necə yoxlaya bilərəm?"    # answer once and exit
+
+The run's chosen CPT model, its tokenizer and the LoRA adapter are fetched through
+the Metaflow client (`metaflow.load_model`) into a cache directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+FLOW_NAME = "AzLLMFlow"
+
+
+@dataclass
+class ChatModel:
+    model_dir: Path
+    tokenizer_dir: Path
+    adapter_dir: Path | None
+
+
+def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> ChatModel:
+    """Download the chosen CPT model, tokenizer and SFT adapter of a finished run."""
+    from metaflow import Flow, Run, load_model, namespace
+
+    from azllm.config import cache_dir
+
+    namespace(None)
+    run = Flow(FLOW_NAME).latest_successful_run if run_id == "latest" else Run(f"{FLOW_NAME}/{run_id}")
+    if run is None:
+        raise ValueError(f"no successful {FLOW_NAME} run found; run `make demo` first")
+    data = run["end"].task.data
+    root = (cache_root or cache_dir() / "runs") / run.id
+    parts = {"model": data.cpt_models[data.chosen_arm], "tokenizer": data.tokenizers[data.chosen_arm],
+             "adapter": data.sft_adapter}
+    for name, ref in parts.items():
+        target = root / name
+        if not (target / ".complete").exists():
+            load_model(ref, str(target))
+            (target / ".complete").touch()
+    return ChatModel(model_dir=root / "model", tokenizer_dir=root / "tokenizer", adapter_dir=root / "adapter")
+
+
+def load_chat_model(spec: ChatModel):
+    """(model, tokenizer) ready for generation; the adapter is applied when given."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)
+    model = AutoModelForCausalLM.from_pretrained(spec.model_dir)
+    if spec.adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, spec.adapter_dir)
+    model.eval()
+    return model, tokenizer
+
+
+def answer(model, tokenizer, messages: list[dict[str, str]], *, max_new_tokens: int = 200,
+           stream: bool = True) -> str:
+    """Greedy answer to the conversation so far; streamed to stdout when `stream`."""
+    import torch
+    from transformers import TextStreamer
+
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
+                             eos_token_id=[i for i in (eot, tokenizer.eos_token_id) if i is not None],
+                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def _chat(args: argparse.Namespace) -> int:
+    if args.model:
+        spec = ChatModel(model_dir=Path(args.model), tokenizer_dir=Path(args.tokenizer or args.model),
+                         adapter_dir=Path(args.adapter) if args.adapter else None)
+    else:
+        spec = fetch_run_model(args.run)
+    model, tokenizer = load_chat_model(spec)
+    messages: list[dict[str, str]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    if args.prompt is not None:
+        text = answer(model, tokenizer, [*messages, {"role": "user", "content": args.prompt}],
+                      max_new_tokens=args.max_new_tokens, stream=False)
+        print(text)
+        return 0
+    print("azllm chat: type a message, empty line or Ctrl-D to quit.", file=sys.stderr)
+    while True:
+        try:
+            user = input("siz> ").strip()
+        except EOFError:
+            break
+        if not user:
+            break
+        messages.append({"role": "user", "content": user})
+        print("azllm> ", end="", flush=True)
+        reply = answer(model, tokenizer, messages, max_new_tokens=args.max_new_tokens)
+        messages.append({"role": "assistant", "content": reply})
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("chat", help="talk to the assistant of a finished run")
+    p.add_argument("--run", default="latest", help="AzLLMFlow run id, or 'latest' (default)")
+    p.add_argument("--model", help="a model directory instead of a run (with --adapter, --tokenizer)")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
+    p.add_argument("--adapter", help="LoRA adapter directory")
+    p.add_argument("--system", default="", help="system message")
+    p.add_argument("--prompt", help="answer this once and exit (for scripts)")
+    p.add_argument("--max-new-tokens", type=int, default=200, help="tokens per answer")
+    p.set_defaults(func=_chat)

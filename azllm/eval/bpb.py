@@ -1,0 +1,148 @@
+"""Bits per byte (DESIGN section 6): comparable across tokenizers because the unit is bytes.
+
+BPB = sum of token negative log-likelihoods in nats / (ln 2 x UTF-8 bytes of the
+scored text). Each document is scored whole, NFC-normalised, its first token
+conditioned on BOS (EOS if the tokenizer has no BOS). A document longer than the
+model's context is scored in overlapping windows: every token exactly once, with
+at least `context_length - stride` tokens of left context.
+
+    >>> from azllm.eval.bpb import evaluate_bpb
+    >>> evaluate_bpb(model, tokenizer, ["Bakı Azərbaycanın paytaxtıdır."])["bpb"]
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+DEFAULT_CONTEXT_LENGTH = 2048
+"""Used when the model config names no `max_position_embeddings`."""
+MAX_BATCH_TOKENS = 8192
+"""Padded tokens per forward pass: bounds the (B, T, vocab) logits (8192 x 49k fp32 = 1.6 GB)."""
+
+
+def _prefix_id(tokenizer) -> int:
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        bos = tokenizer.eos_token_id
+    if bos is None:
+        raise ValueError(f"{type(tokenizer).__name__} has neither a BOS nor an EOS token to condition the "
+                         "first token on; set tokenizer.bos_token")
+    return bos
+
+
+def score_windows(seq_len: int, context_length: int, stride: int) -> list[tuple[int, int, int]]:
+    """Windows (begin, end, num_targets) over a sequence of `seq_len` positions, position 0 being BOS.
+
+    The first window scores positions 1..end-1; each later window moves its end by
+    `stride` and scores only the new positions, so every target is scored once.
+    """
+    assert 1 <= stride < context_length, f"need 1 <= stride={stride} < context_length={context_length}"
+    end = min(context_length, seq_len)
+    windows = [(0, end, end - 1)]
+    while end < seq_len:
+        new_end = min(end + stride, seq_len)
+        windows.append((new_end - context_length, new_end, new_end - end))
+        end = new_end
+    return windows
+
+
+@torch.inference_mode()
+def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int = 0,
+                 context_length: int | None = None, stride: int | None = None, batch_size: int = 8,
+                 show_progress: bool = True) -> dict:
+    """Bits per byte of `model` on `texts`.
+
+    Returns `bpb`, `nats` (summed NLL), `bytes` (UTF-8, NFC), `tokens` (scored), `documents`.
+    `max_documents` > 0 scores only the first N non-empty documents. `context_length`
+    defaults to the model's `max_position_embeddings`; `stride` (new tokens per
+    window) to half of it. Documents of similar length are batched with right padding.
+    """
+    if context_length is None:
+        context_length = getattr(model.config, "max_position_embeddings", None) or DEFAULT_CONTEXT_LENGTH
+    if stride is None:
+        stride = max(1, context_length // 2)
+    prefix = _prefix_id(tokenizer)
+
+    # -- documents -> windows -------------------------------------------------
+    pieces: list[tuple[list[int], int]] = []  # (window token ids, number of targets at its end)
+    num_bytes = num_documents = 0
+    for text in texts:
+        text = unicodedata.normalize("NFC", text)
+        if not text:
+            continue
+        ids = [prefix] + tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) < 2:
+            continue
+        num_documents += 1
+        num_bytes += len(text.encode("utf-8"))
+        for begin, end, num_targets in score_windows(len(ids), context_length, stride):
+            pieces.append((ids[begin:end], num_targets))
+        if max_documents and num_documents >= max_documents:
+            break
+
+    # -- score ------------------------------------------------------------------
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pieces.sort(key=lambda p: len(p[0]))
+    batches, start = [], 0
+    while start < len(pieces):
+        width = len(pieces[min(start + batch_size, len(pieces)) - 1][0])
+        rows = max(1, min(batch_size, MAX_BATCH_TOKENS // width))
+        batches.append(pieces[start:start + rows])
+        start += rows
+    progress = batches
+    if show_progress:
+        try:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(batches, desc="bpb", unit="batch")
+        except ImportError:
+            pass
+    total_nats, total_tokens = 0.0, 0
+    for batch in progress:
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), prefix, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        for i, (ids, num_targets) in enumerate(batch):
+            input_ids[i, :len(ids)] = torch.tensor(ids)
+            attention[i, :len(ids)] = 1
+            labels[i, len(ids) - num_targets:len(ids)] = torch.tensor(ids[len(ids) - num_targets:])
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits  # (B, T, V)
+        targets = labels[:, 1:].to(device)  # (B, T-1)
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
+                                                ignore_index=-100, reduction="none")  # (B, T-1)
+        total_nats += nll.double().sum().item()
+        total_tokens += int((targets != -100).sum())
+    if was_training:
+        model.train()
+    bpb = total_nats / (math.log(2) * num_bytes) if num_bytes else float("nan")
+    return {"bpb": bpb, "nats": total_nats, "bytes": num_bytes, "tokens": total_tokens,
+            "documents": num_documents}
+
+
+def read_texts(path: Path | str, text_field: str = "text") -> list[str]:
+    """Documents of a JSONL file (one `{"text": ...}` per line) or, for other suffixes, one per line."""
+    import json
+
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        if path.suffix == ".jsonl":
+            return [json.loads(line)[text_field] for line in f if line.strip()]
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+def evaluate_bpb_files(model_dir: Path | str, tokenizer_dir: Path | str, files: dict[str, Path], *,
+                       max_documents: int = 0, **kwargs) -> dict[str, dict]:
+    """BPB of one model on several files, loading the model once: {name: evaluate_bpb(...) result}."""
+    from azllm.eval.report import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(model_dir, tokenizer_dir)
+    return {name: evaluate_bpb(model, tokenizer, read_texts(path), max_documents=max_documents, **kwargs)
+            for name, path in files.items()}

@@ -1,0 +1,148 @@
+"""Base vs CPT vs SFT side by side: BPB per file, repetition of fixed-prompt generations, chrF.
+
+The flow's `evaluate` step makes one call:
+
+    >>> report = evaluate_models(cfg.eval, models={
+    ...     "base": ModelSpec(model_dir=base_dir, tokenizer_dir=base_dir),
+    ...     "cpt": ModelSpec(model_dir=cpt_dir, tokenizer_dir=tok_dir),
+    ...     "sft": ModelSpec(model_dir=cpt_dir, tokenizer_dir=tok_dir, adapter_dir=adapter_dir, chat=True)},
+    ...     files={"validation": val_path, "other_domain": news_path},
+    ...     sft_validation=sft_val_path, out_dir=Path("runs/eval"))
+    >>> report.tables["bpb"]
+
+Writes `metrics.json`, `generations.jsonl`, one CSV per table and `bpb.png` to `out_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from azllm.config import EvalConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSpec:
+    model_dir: Path
+    tokenizer_dir: Path
+    adapter_dir: Path | None = None
+    """A PEFT LoRA adapter applied on top of `model_dir`."""
+    chat: bool = False
+    """Prompt through the chat template (user turn + assistant header)."""
+
+
+@dataclass
+class EvalReport:
+    metrics: dict[str, dict[str, Any]]
+    """{model: {"bpb": {file: value}, "repetition": {...}, "chrf": float | None, "assistant_loss": float | None}}"""
+    tables: dict[str, Any] = field(default_factory=dict)
+    """pandas DataFrames: `bpb` (model x file), `repetition` (model x measure), `sft` (model x chrf, loss)."""
+    generations: list[dict[str, str]] = field(default_factory=list)
+    """{"model", "prompt", "text"} for every fixed prompt (and every answered question, kind "qa")."""
+    chart_path: Path | None = None
+
+
+def load_model_and_tokenizer(model_dir: Path | str, tokenizer_dir: Path | str, adapter_dir: Path | str | None = None):
+    """The shared loaders when present (azllm.model.load, azllm.tokenizer.load), else plain transformers."""
+    try:
+        from azllm.model.load import load_model
+    except ImportError:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        def load_model(path):
+            return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    try:
+        from azllm.tokenizer.load import load_tokenizer
+    except ImportError:
+        from transformers import AutoTokenizer
+
+        load_tokenizer = AutoTokenizer.from_pretrained
+    model = load_model(model_dir)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    model.eval()
+    return model, load_tokenizer(tokenizer_dir)
+
+
+def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dict[str, Path],
+                    sft_validation: Path | None, out_dir: Path) -> EvalReport:
+    """Score every model on the same files and prompts; see the module docstring."""
+    import pandas as pd
+
+    from azllm.eval.bpb import evaluate_bpb, read_texts
+    from azllm.eval.generation import aggregate_repetition, generate_samples
+    from azllm.eval.scores import answer_questions, chrf, reference_answers
+    from azllm.train.sft import assistant_token_loss, read_chat_records
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    texts = {name: read_texts(path) for name, path in files.items()}
+    questions = read_chat_records(sft_validation)[:cfg.max_sft_questions] if sft_validation else []
+
+    metrics: dict[str, dict[str, Any]] = {}
+    generations: list[dict[str, str]] = []
+    for name, spec in models.items():
+        logger.info("eval: %s (%s%s)", name, spec.model_dir, f" + {spec.adapter_dir}" if spec.adapter_dir else "")
+        model, tokenizer = load_model_and_tokenizer(spec.model_dir, spec.tokenizer_dir, spec.adapter_dir)
+        bpb = {f: evaluate_bpb(model, tokenizer, docs, max_documents=cfg.max_bpb_documents, show_progress=False)
+               for f, docs in texts.items()}
+        samples = generate_samples(model, tokenizer, cfg.prompts, max_new_tokens=cfg.max_new_tokens,
+                                   chat=spec.chat)
+        generations += [{"model": name, "kind": "prompt", "prompt": p, "text": t}
+                        for p, t in zip(cfg.prompts, samples, strict=True)]
+        entry: dict[str, Any] = {
+            "bpb": {f: r["bpb"] for f, r in bpb.items()},
+            "bpb_detail": bpb,
+            "repetition": aggregate_repetition(samples),
+            "chrf": None,
+            "assistant_loss": None,
+        }
+        if questions and (spec.adapter_dir is not None or spec.chat):
+            answers = answer_questions(model, tokenizer, questions, cfg.max_new_tokens)
+            entry["chrf"] = chrf(answers, reference_answers(questions))
+            entry["assistant_loss"] = assistant_token_loss(model, tokenizer, questions)
+            generations += [{"model": name, "kind": "qa", "prompt": q[-2]["content"] if len(q) > 1 else "",
+                             "text": a} for q, a in zip(questions, answers, strict=True)]
+        metrics[name] = entry
+        del model
+
+    tables = {
+        "bpb": pd.DataFrame({n: m["bpb"] for n, m in metrics.items()}).T.rename_axis("model"),
+        "repetition": pd.DataFrame({n: m["repetition"] for n, m in metrics.items()}).T.rename_axis("model"),
+        "sft": pd.DataFrame({n: {"chrf": m["chrf"], "assistant_loss": m["assistant_loss"]}
+                             for n, m in metrics.items() if m["chrf"] is not None}).T.rename_axis("model"),
+    }
+    for table_name, table in tables.items():
+        table.to_csv(out_dir / f"{table_name}.csv")
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
+    with open(out_dir / "generations.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(g, ensure_ascii=False) + "\n" for g in generations)
+    chart_path = plot_bpb(tables["bpb"], out_dir / "bpb.png")
+    return EvalReport(metrics=metrics, tables=tables, generations=generations, chart_path=chart_path)
+
+
+def plot_bpb(table, path: Path) -> Path:
+    """Grouped bars: one group per file, one bar per model (lower is better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 1.2 * table.shape[1]), 3.5))
+    table.T.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax.set_xlabel("")
+    ax.set_title("BPB per evaluation file")
+    ax.legend(title="model", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

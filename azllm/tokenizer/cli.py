@@ -1,0 +1,76 @@
+"""`azllm tokenizer train|eval`: the tokenizer stage outside the flow.
+
+    azllm tokenizer train --corpus ../shared/data/az_corpus --vocab-size 32000 64000 --out runs/tok
+    azllm tokenizer eval --tokenizer llama-3.2 runs/tok/bbpe-64000 --data ../shared/data/az_eval_other_domain.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+
+def _iter_corpus(paths: Sequence[str]) -> Iterator[str]:
+    try:
+        from azllm.data.readers import iter_documents
+    except ImportError:
+        iter_documents = None
+    for p in paths:
+        if iter_documents is not None:
+            yield from iter_documents(p, text_field="text")
+        else:
+            from azllm.tokenizer.stage import read_jsonl_texts
+
+            files = sorted(Path(p).glob("*.jsonl")) if Path(p).is_dir() else [Path(p)]
+            for f in files:
+                yield from read_jsonl_texts(f)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from azllm.tokenizer.train import train_sweep
+
+    results = train_sweep(lambda: _iter_corpus(args.corpus), args.vocab_size,
+                          min_frequency=args.min_frequency, out_dir=Path(args.out))
+    for r in results:
+        print(json.dumps({"path": str(r.path), "vocab_size": r.vocab_size,
+                          "requested_vocab_size": r.requested_vocab_size}))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from azllm.tokenizer.load import load_tokenizer
+    from azllm.tokenizer.metrics import fertility_table
+
+    texts = list(_iter_corpus([args.data]))
+    df = fertility_table({name: load_tokenizer(name) for name in args.tokenizer}, texts)
+    if args.json:
+        for row in df.to_dict(orient="records"):
+            print(json.dumps({"name": row["tokenizer"], **{k: row[k] for k in (
+                "fertility", "bytes_per_token", "words_per_context", "share_words_3plus_tokens", "vocab_size")}}))
+    else:
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add `tokenizer train` and `tokenizer eval` to the top-level `azllm` parser."""
+    p = subparsers.add_parser("tokenizer", help="train and evaluate byte-level BPE tokenizers")
+    sub = p.add_subparsers(dest="tokenizer_command", required=True)
+
+    t = sub.add_parser("train", help="train a Llama-3-style byte-level BPE per vocabulary size")
+    t.add_argument("--corpus", nargs="+", required=True,
+                   help="files, directories or globs of .jsonl (text field 'text'), .txt or .parquet")
+    t.add_argument("--vocab-size", nargs="+", type=int, required=True,
+                   help="vocabulary size(s), Llama 3's 256 special tokens included; one directory each")
+    t.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge (default 2)")
+    t.add_argument("--out", required=True, help="output directory; each size goes to OUT/bbpe-SIZE")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="fertility, bytes per token and context capacity on a corpus")
+    e.add_argument("--tokenizer", nargs="+", required=True,
+                   help="'llama-3.2', a builtin model (smollm2-135m), a tokenizer directory or a hub id")
+    e.add_argument("--data", required=True, help="evaluation corpus (.jsonl with a 'text' field, .txt, dir)")
+    e.add_argument("--json", action="store_true", help="one JSON object per tokenizer instead of a table")
+    e.set_defaults(func=_eval)

@@ -1,0 +1,101 @@
+"""The flow's `train_tokenizer` step in one call: train, compare, build each arm's tokenizer.
+
+    >>> res = run_tokenizer_stage(cfg.tokenizer, base_tokenizer="smollm2-135m",
+    ...                           arms=("baseline", "extend", "replace"),
+    ...                           train_path=Path("runs/data/train.jsonl"),
+    ...                           eval_paths={"validation": Path("runs/data/validation.jsonl")},
+    ...                           out_dir=Path("runs/tokenizer"))
+    >>> res.arm_tokenizers["extend"]
+
+Layout of `out_dir`: `bbpe-{size}/` per trained size, `arms/{arm}/` per arm,
+`fertility.csv`, `fertility.json` and `fertility.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from azllm.config import TokenizerConfig
+from azllm.tokenizer.load import load_tokenizer
+from azllm.tokenizer.metrics import fertility_table, plot_fertility
+from azllm.tokenizer.strategies import build_arm_tokenizer
+from azllm.tokenizer.train import train_sweep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenizerStageResult:
+    arm_tokenizers: dict[str, Path]
+    """Tokenizer directory per requested arm."""
+    table: list[dict]
+    """Fertility table records: one per (tokenizer, eval file), with `tokenizer`, `data` and metrics."""
+    chart_path: Path
+    vocab_size_reached: int
+    """Size reached by the tokenizer trained at `cfg.vocab_size` (specials included)."""
+    new_tokenizer: Path
+    """The tokenizer trained at `cfg.vocab_size` (the `replace` arm's)."""
+
+
+def read_jsonl_texts(path: Path, text_field: str = "text") -> Iterator[str]:
+    """Document texts of a JSONL file; a bad line is an error naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; the prepare_data step writes it")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                text = json.loads(line)[text_field]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{n}: expected a JSON object with a {text_field!r} field ({e})") from e
+            if text:
+                yield text
+
+
+def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequence[str], train_path: Path,
+                        eval_paths: dict[str, Path], out_dir: Path) -> TokenizerStageResult:
+    """Train `cfg.vocab_size` (+ `cfg.sweep`), measure every tokenizer on every eval file,
+    and write one tokenizer directory per arm."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    train_path = Path(train_path)
+    num_docs = sum(1 for _ in read_jsonl_texts(train_path))
+    sizes = sorted({cfg.vocab_size, *cfg.sweep})
+    trained = {t.requested_vocab_size: t for t in train_sweep(
+        lambda: read_jsonl_texts(train_path), sizes, min_frequency=cfg.min_frequency,
+        out_dir=out_dir, show_progress=False, length=num_docs)}
+    main = trained[cfg.vocab_size]
+    new = load_tokenizer(main.path)
+    base = load_tokenizer(base_tokenizer)
+
+    num_new = cfg.extend_num_tokens or cfg.vocab_size // 4
+    arm_dirs = {arm: build_arm_tokenizer(arm, base=base, new=new, out_dir=out_dir / "arms" / arm,
+                                         num_new_tokens=num_new) for arm in arms}
+
+    candidates = {f"bbpe-{v}": load_tokenizer(t.path) for v, t in trained.items()}
+    candidates[f"reference:{cfg.reference}"] = load_tokenizer(cfg.reference)
+    candidates[f"base:{base_tokenizer}"] = base
+    for arm, d in arm_dirs.items():
+        if arm != "replace":  # replace == bbpe-{vocab_size}
+            candidates[f"arm:{arm}"] = load_tokenizer(d)
+    frames = []
+    for data_name, path in eval_paths.items():
+        df = fertility_table(candidates, list(read_jsonl_texts(path)))
+        df.insert(1, "data", data_name)
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    table.to_csv(out_dir / "fertility.csv", index=False)
+    records = json.loads(table.to_json(orient="records"))
+    (out_dir / "fertility.json").write_text(json.dumps(records, indent=1))
+    chart = plot_fertility(table, out_dir / "fertility.png")
+    log.info("tokenizer stage: %s reached %d tokens\n%s", main.path, main.vocab_size,
+             table[["tokenizer", "data", "fertility", "vocab_size"]].to_string(index=False))
+    return TokenizerStageResult(arm_tokenizers=arm_dirs, table=records, chart_path=chart,
+                                vocab_size_reached=main.vocab_size, new_tokenizer=main.path)

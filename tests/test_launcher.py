@@ -1,0 +1,87 @@
+"""torchrun command builder, port picking, worker streaming and the Metaflow helpers.
+
+Run: .venv/bin/python -m pytest -q tests/test_launcher.py  (no torch workers; < 1 s)
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import pytest
+
+from azllm.train.checkpointing import accept_loaded_checkpoint, register_with_metaflow
+from azllm.train.launcher import (
+    WorkerError,
+    free_port,
+    parallel_torchrun_args,
+    run_torchrun,
+    torchrun_command,
+)
+
+
+def test_single_node_is_standalone():
+    cmd = torchrun_command("azllm.train.cpt", ["--spec", "s.json"], nproc_per_node=2, master_port=1234)
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert "--standalone" in cmd and "--nnodes=1" in cmd and "--nproc_per_node=2" in cmd
+    assert not any(a.startswith(("--master_port", "--master_addr", "--node_rank")) for a in cmd)
+    assert cmd[-4:] == ["-m", "azllm.train.cpt", "--spec", "s.json"]
+
+
+def test_multi_node_flags():
+    cmd = torchrun_command("azllm.train.cpt", ["--spec", "s.json"], nproc_per_node=8, nnodes=4,
+                           node_rank=2, master_addr="10.0.0.5", master_port=29600)
+    assert "--standalone" not in cmd
+    for flag in ("--nnodes=4", "--node_rank=2", "--master_addr=10.0.0.5", "--master_port=29600",
+                 "--nproc_per_node=8"):
+        assert flag in cmd
+    # worker module and its args come after every torchrun flag
+    assert cmd.index("-m", 3) > max(cmd.index(f) for f in ("--nnodes=4", "--nproc_per_node=8"))
+    default_port = torchrun_command("m", [], nproc_per_node=1, nnodes=2, node_rank=1, master_addr="h")
+    assert "--master_port=29500" in default_port
+
+
+@pytest.mark.parametrize("kwargs", [{"nproc_per_node": 0}, {"nproc_per_node": 1, "nnodes": 2, "node_rank": 2}])
+def test_bad_topology(kwargs):
+    with pytest.raises(ValueError, match="must be|node_rank"):
+        torchrun_command("m", [], **kwargs)
+
+
+def test_free_port_is_bindable():
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_parallel_args_from_env(monkeypatch):
+    assert parallel_torchrun_args() == {"nnodes": 1, "node_rank": 0, "master_addr": "127.0.0.1"}
+    monkeypatch.setenv("MF_PARALLEL_NUM_NODES", "3")
+    monkeypatch.setenv("MF_PARALLEL_NODE_INDEX", "1")
+    monkeypatch.setenv("MF_PARALLEL_MAIN_IP", "10.1.2.3")
+    args = parallel_torchrun_args()
+    assert args == {"nnodes": 3, "node_rank": 1, "master_addr": "10.1.2.3"}
+    cmd = torchrun_command("m", [], nproc_per_node=8, **args)
+    assert "--node_rank=1" in cmd and "--master_addr=10.1.2.3" in cmd
+
+
+def test_run_torchrun_streams_and_raises_with_tail(tmp_path, capsys):
+    log = tmp_path / "w.log"
+    run_torchrun([sys.executable, "-c", "print('hello from worker')"], log)
+    assert "hello from worker" in capsys.readouterr().out
+    assert "hello from worker" in log.read_text()
+    bad = [sys.executable, "-c", "import sys; print('boom-line'); sys.exit(3)"]
+    with pytest.raises(WorkerError, match=r"(?s)code 3.*boom-line"):
+        run_torchrun(bad, log)
+
+
+def test_lineage_guard():
+    assert accept_loaded_checkpoint({"run_id": "12"}, run_id="12", origin_run_id=None)
+    assert accept_loaded_checkpoint({"pathspec": "AzFlow/7/cpt_full/3"}, run_id="12", origin_run_id="7")
+    assert not accept_loaded_checkpoint({"run_id": "5"}, run_id="12", origin_run_id="7")
+    assert not accept_loaded_checkpoint({"run_id": "5"}, run_id="12", origin_run_id=None)
+    assert not accept_loaded_checkpoint({}, run_id="12", origin_run_id=None)
+
+
+def test_register_with_metaflow_is_noop_outside_a_task(tmp_path, monkeypatch):
+    monkeypatch.delenv("METAFLOW_CHECKPOINT_UID", raising=False)
+    assert register_with_metaflow(tmp_path) is None
