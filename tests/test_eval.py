@@ -219,19 +219,3 @@ def test_cli_eval_bpb(tiny, tmp_path, capsys):
     missing = parser.parse_args(["eval", "bpb", "--model", "m", "--tokenizer", "t", "--data", str(tmp_path / "no")])
     assert missing.func(missing) == 2
 
-
-def test_cli_chat_answers_a_prompt(tiny, tmp_path, capsys, monkeypatch):
-    import io
-
-    from azllm.eval.cli import register
-
-    _, _, root = tiny
-    parser = argparse.ArgumentParser(prog="azllm")
-    register(parser.add_subparsers(dest="command", required=True))
-    base = ["chat", "--model", str(root / "model"), "--tokenizer", str(root / "tokenizer"), "--max-new-tokens", "5"]
-    args = parser.parse_args(base + ["--prompt", "Salam!"])
-    assert args.func(args) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) <= 1
-    monkeypatch.setattr("sys.stdin", io.StringIO("Salam!\nNecəsən?\n\n"))
-    args = parser.parse_args(base)
-    assert args.func(args) == 0

@@ -10,7 +10,12 @@ import sys
 
 import pytest
 
-from azllm.train.checkpointing import accept_loaded_checkpoint, register_with_metaflow
+from azllm.train.checkpointing import (
+    accept_loaded_checkpoint,
+    latest_checkpoint,
+    register_with_metaflow,
+    restore_checkpoint,
+)
 from azllm.train.launcher import (
     WorkerError,
     free_port,
@@ -85,3 +90,18 @@ def test_lineage_guard():
 def test_register_with_metaflow_is_noop_outside_a_task(tmp_path, monkeypatch):
     monkeypatch.delenv("METAFLOW_CHECKPOINT_UID", raising=False)
     assert register_with_metaflow(tmp_path) is None
+
+
+def test_restore_checkpoint_from_metaflow_directory(tmp_path):
+    """Metaflow hands back the checkpoint's contents; they go back under step-XXXXXX."""
+    loaded = tmp_path / "metaflow_checkpoint_abc"
+    loaded.mkdir()
+    (loaded / "meta.json").write_text('{"step": 12}')
+    (loaded / "trainer.pt").write_bytes(b"x")
+    (tmp_path / "ckpt" / ".tmp-step-000015").mkdir(parents=True)  # half-written: ignored
+    target = restore_checkpoint(loaded, tmp_path / "ckpt")
+    assert target.name == "step-000012" and (target / "trainer.pt").is_file()
+    assert latest_checkpoint(tmp_path / "ckpt") == target
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        restore_checkpoint(tmp_path / "junk", tmp_path / "ckpt")

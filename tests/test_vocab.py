@@ -13,6 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from azllm.model.load import load_model
 from azllm.model.vocab import adapt_vocabulary
 
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"]
@@ -55,6 +56,11 @@ def new_tok():
     return with_specials(AZ_TEXT, 420)
 
 
+@pytest.fixture(scope="module")
+def big_tok():
+    return with_specials(AZ_TEXT + BASE_TEXT, 700)
+
+
 def tiny_llama(vocab_size: int, *, tied: bool) -> LlamaForCausalLM:
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -86,8 +92,12 @@ def independent_expectations(base_tok, new_tok, base_weight):
     return expected, kind
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_fvt_rows_match_independent_means(base_tok, new_tok, tied):
+@pytest.mark.parametrize("shrink", [False, True], ids=["grow", "shrink"])
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_fvt_rows_match_independent_means(base_tok, new_tok, tied, shrink, tmp_path, request):
+    if shrink:  # the new vocabulary is smaller than the base one (replace with a small tokenizer)
+        base_tok, new_tok = request.getfixturevalue("big_tok"), base_tok
+        assert len(base_tok) > 320 >= len(new_tok)
     model = tiny_llama(len(base_tok), tied=tied)
     base_in = model.get_input_embeddings().weight.detach().clone()
     base_out = model.get_output_embeddings().weight.detach().clone()
@@ -114,7 +124,7 @@ def test_fvt_rows_match_independent_means(base_tok, new_tok, tied):
     partial = [i for i in range(len(new_tok)) if "\ufffd" in new_tok.decode([i])
                and new_tok.convert_ids_to_tokens(i) not in base_vocab
                and len(new_tok.convert_ids_to_tokens(i)) == 2]
-    assert partial, "fixture should produce merged partial-UTF-8 tokens"
+    assert partial or shrink, "fixture should produce merged partial-UTF-8 tokens"
     for new_id in partial:
         byte_ids = [base_vocab[c] for c in new_tok.convert_ids_to_tokens(new_id)]
         torch.testing.assert_close(inp[new_id], base_in[byte_ids].mean(0), msg=f"partial-byte row {new_id}")
@@ -130,6 +140,14 @@ def test_fvt_rows_match_independent_means(base_tok, new_tok, tied):
     ids = torch.tensor([new_tok.encode("Bakı şəhəridir.")])
     logits = model(input_ids=ids).logits
     assert logits.shape[-1] == padded and torch.isfinite(logits).all()
+
+    # saved and reloaded: no re-initialisation, tying as before
+    model.save_pretrained(tmp_path)
+    reloaded = load_model(tmp_path)
+    assert (reloaded.get_output_embeddings().weight is reloaded.get_input_embeddings().weight) == tied
+    torch.testing.assert_close(reloaded.get_input_embeddings().weight, inp)
+    torch.testing.assert_close(reloaded.get_output_embeddings().weight, out)
+    torch.testing.assert_close(reloaded(input_ids=ids).logits, logits)
 
 
 def test_extend_keeps_base_rows_by_id(base_tok):

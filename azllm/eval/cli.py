@@ -1,7 +1,6 @@
 """`azllm eval ...` commands.
 
     azllm eval bpb --model DIR --tokenizer NAME_OR_DIR --data validation.jsonl --max-documents 100 --json
-    azllm chat --model CPT_DIR --tokenizer TOK_DIR --adapter SFT_ADAPTER_DIR [--prompt "Salam!"]
 """
 
 from __future__ import annotations
@@ -22,14 +21,6 @@ def register(subparsers) -> None:
     bpb.add_argument("--max-documents", type=int, default=0, help="documents scored (0 = all)")
     bpb.add_argument("--json", action="store_true", help="print the result as JSON")
     bpb.set_defaults(func=_bpb)
-
-    chat = subparsers.add_parser("chat", help="talk to a model through its chat template (greedy)")
-    chat.add_argument("--model", required=True, help="model directory (the CPT model, or a merged SFT model)")
-    chat.add_argument("--tokenizer", required=True, help="tokenizer name or directory")
-    chat.add_argument("--adapter", default=None, help="LoRA adapter directory from `sft` (none = model as is)")
-    chat.add_argument("--max-new-tokens", type=int, default=256, help="tokens per answer")
-    chat.add_argument("--prompt", default=None, help="answer this one message and exit (none = read stdin)")
-    chat.set_defaults(func=_chat)
 
 
 def _bpb(args: argparse.Namespace) -> int:
@@ -52,34 +43,3 @@ def _bpb(args: argparse.Namespace) -> int:
               f"{result['bytes']} bytes)")
     return 0
 
-
-def _chat(args: argparse.Namespace) -> int:
-    """One answer for --prompt, else a conversation over stdin lines (an empty line or EOF ends it)."""
-    import sys
-
-    from azllm.eval.generation import greedy_generate
-    from azllm.eval.report import load_model_and_tokenizer
-
-    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.adapter)
-    history: list[dict[str, str]] = []
-
-    def reply(message: str) -> str:
-        history.append({"role": "user", "content": message})
-        ids = tokenizer.apply_chat_template(history, add_generation_prompt=True, tokenize=True,
-                                            return_dict=True)["input_ids"]
-        new = greedy_generate(model, tokenizer, list(ids), max_new_tokens=args.max_new_tokens, fixed_length=False)
-        answer = tokenizer.decode(new, skip_special_tokens=True).strip()
-        history.append({"role": "assistant", "content": answer})
-        return answer
-
-    if args.prompt is not None:
-        print(reply(args.prompt))
-        return 0
-    interactive = sys.stdin.isatty()
-    while True:
-        if interactive:
-            print("> ", end="", flush=True)
-        line = sys.stdin.readline()
-        if not line.strip():
-            return 0
-        print(reply(line.strip()), flush=True)

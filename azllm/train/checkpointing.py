@@ -143,6 +143,25 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module,
     return torch.load(path / "trainer.pt", weights_only=False)
 
 
+def restore_checkpoint(loaded_dir: str | Path, checkpoint_dir: str | Path) -> Path:
+    """Put a checkpoint's contents (e.g. ``current.checkpoint.directory``) back as ``step-XXXXXX``.
+
+    Metaflow hands back the *contents* of the registered directory; the workers look for
+    ``checkpoint_dir/step-XXXXXX/``. A local copy of the same step is kept as it is.
+    """
+    loaded = Path(loaded_dir)
+    marker = loaded / COMPLETE_MARKER
+    if not marker.is_file():
+        raise FileNotFoundError(f"{loaded} is not a CPT checkpoint (no {COMPLETE_MARKER}); it was not "
+                                "written by azllm.train.checkpointing.save_checkpoint")
+    step = int(json.loads(marker.read_text())["step"])
+    target = Path(checkpoint_dir) / checkpoint_name(step)
+    if not (target / COMPLETE_MARKER).is_file():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(loaded, target)
+    return target
+
+
 # ---------------------------------------------------------------------------
 # Metaflow
 # ---------------------------------------------------------------------------
@@ -181,3 +200,25 @@ def register_with_metaflow(path: str | Path, metadata: dict | None = None,
     from metaflow import Checkpoint
 
     return Checkpoint().save(path=str(path), metadata=metadata or {}, name=name, latest=True)
+
+
+def loaded_checkpoint_for_this_run() -> Path | None:
+    """In a step with ``@checkpoint(load_policy="eager")``: the loaded checkpoint directory, or None.
+
+    None when nothing was loaded or when it comes from another run lineage (checked
+    with :func:`accept_loaded_checkpoint`); pass the result as ``run_cpt_phase(resume_from=...)``.
+    Verified with metaflow 2.19 + metaflow-checkpoint 0.2.14 on the local datastore: a worker
+    subprocess registers, a ``@retry`` attempt loads it; a *new* run eagerly loads the previous
+    run's checkpoint, which this rejects.
+    """
+    from metaflow import current
+
+    ckpt = getattr(current, "checkpoint", None)
+    if ckpt is None or not ckpt.is_loaded:
+        return None
+    info = ckpt.info
+    info = info.to_dict() if hasattr(info, "to_dict") else dict(info)
+    if not accept_loaded_checkpoint(info, current.run_id, getattr(current, "origin_run_id", None)):
+        print(f"[checkpoint] ignoring {info.get('pathspec')}: not from run {current.run_id} or the run it resumes")
+        return None
+    return Path(ckpt.directory)

@@ -257,6 +257,7 @@ def train(spec: PhaseSpec) -> None:
     import numpy as np
     import torch
     import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor import DTensor
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
@@ -311,12 +312,14 @@ def train(spec: PhaseSpec) -> None:
         # -------------------------------------------------------------------
         # FSDP2: each decoder layer is a unit, the root takes embeddings, norm and head.
         # bf16 compute with fp32 gradient reduction (torchtitan's default) on GPU.
+        # The model stays on CPU until here: fully_shard moves each unit to the mesh device
+        # and shards it, so a GPU never holds the whole fp32 model.
+        mesh = init_device_mesh(device.type, (world_size,))
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 \
             else MixedPrecisionPolicy()
-        model.to(device)
         for layer in decoder_layers(model):
-            fully_shard(layer, mp_policy=mp)
-        fully_shard(model, mp_policy=mp)
+            fully_shard(layer, mesh=mesh, mp_policy=mp)
+        fully_shard(model, mesh=mesh, mp_policy=mp)
         params_are_dtensors = all(isinstance(p, DTensor) for p in model.parameters())
         local_numel = sum(p.to_local().numel() if isinstance(p, DTensor) else p.numel()
                           for p in model.parameters())
@@ -492,12 +495,16 @@ def read_metrics(metrics_path: str | Path) -> dict[str, Any]:
 def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
                   work_dir: Path, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                   master_addr: str = "127.0.0.1", master_port: int | None = None,
-                  fail_after_step: int | None = None) -> PhaseResult:
+                  fail_after_step: int | None = None, resume_from: Path | None = None) -> PhaseResult:
     """Run one CPT phase in torchrun workers; returns the exported model and its metrics.
 
     ``work_dir`` holds spec.json, checkpoints/ (rerunning with the same work_dir resumes
     from the latest complete checkpoint), tensorboard/, metrics.jsonl and worker.log.
+    ``resume_from``: a checkpoint directory restored by Metaflow (see
+    :func:`azllm.train.checkpointing.loaded_checkpoint_for_this_run`), copied into
+    checkpoints/ first; a newer local checkpoint still wins.
     """
+    from azllm.train.checkpointing import restore_checkpoint
     from azllm.train.launcher import run_torchrun, torchrun_command
 
     if phase not in PHASES:
@@ -510,6 +517,8 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
         raise FileNotFoundError(f"packed blocks {blocks_path} do not exist; they are made by "
                                 "azllm.data.packing.pack_corpus (did packing run for this arm?)")
     work_dir.mkdir(parents=True, exist_ok=True)
+    if resume_from is not None:
+        print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
     spec = PhaseSpec(phase=phase, train=getattr(cfg, phase), model_dir=str(model_dir.resolve()),
                      blocks_path=str(blocks_path.resolve()), out_dir=str(out_dir.resolve()),
                      checkpoint_dir=str((work_dir / "checkpoints").resolve()),
@@ -526,7 +535,9 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     run_torchrun(cmd, work_dir / "worker.log")
     if node_rank == 0 and not (out_dir / "config.json").is_file():
         raise RuntimeError(f"workers exited cleanly but wrote no model to {out_dir}; see {work_dir / 'worker.log'}")
-    return PhaseResult(model_dir=out_dir, metrics=read_metrics(spec.metrics_path),
+    metrics_file = Path(spec.metrics_path)  # written by global rank 0 only (node_rank 0)
+    metrics = read_metrics(metrics_file) if metrics_file.is_file() else {"history": [], "steps": 0}
+    return PhaseResult(model_dir=out_dir, metrics=metrics,
                        checkpoint_dir=Path(spec.checkpoint_dir), tensorboard_dir=Path(spec.tensorboard_dir))
 
 
