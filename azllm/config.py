@@ -94,11 +94,13 @@ class TokenizerConfig:
     """New tokens appended by the `extend` strategy; 0 = vocab_size // 4."""
 
     def __post_init__(self) -> None:
-        if self.vocab_size < 300:
+        if self.vocab_size < 513:
             raise ConfigError(
                 f"[tokenizer] vocab_size={self.vocab_size} is smaller than the 256-byte alphabet plus "
-                "special tokens; use at least 300"
+                "Llama 3's 256 special tokens; use at least 513"
             )
+        if any(v < 513 for v in self.sweep):
+            raise ConfigError(f"[tokenizer] sweep sizes must each be >= 513, got {list(self.sweep)}")
         if self.min_frequency < 1:
             raise ConfigError(f"[tokenizer] min_frequency must be >= 1, got {self.min_frequency}")
         if self.extend_num_tokens < 0:

@@ -92,6 +92,7 @@ def test_embeddings_phase_trains_only_embeddings_under_fsdp(tiny_base, tmp_path,
     result = _run(tiny_base, tmp_path, "embeddings", model=model, max_steps=4)
     m = result.metrics
     assert m["world_size"] == 2 and m["params_are_dtensors"], "parameters were not sharded by FSDP2"
+    assert m["local_numel_rank0"] <= m["num_params"] // 2 + 64, "rank 0 holds more than its shard"
     assert m["steps"] == 4 and len(m["history"]) == 4
     before, after = _weights(tiny_base[model]), _weights(result.model_dir)
     assert before.keys() == after.keys()

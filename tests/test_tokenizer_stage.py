@@ -17,7 +17,12 @@ from transformers import PreTrainedTokenizerFast
 from azllm.config import TokenizerConfig
 from azllm.tokenizer import cli
 from azllm.tokenizer.load import load_tokenizer
-from azllm.tokenizer.metrics import CONTEXT_TOKENS, fertility_table, plot_fertility, tokenizer_metrics
+from azllm.tokenizer.metrics import (
+    CONTEXT_TOKENS,
+    fertility_table,
+    plot_fertility,
+    tokenizer_metrics,
+)
 from azllm.tokenizer.stage import run_tokenizer_stage
 
 

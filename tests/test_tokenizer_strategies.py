@@ -14,7 +14,11 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers.models import BPE
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-from azllm.tokenizer.llama3 import CHAT_SPECIAL_TOKENS, LLAMA3_CHAT_TEMPLATE, build_llama3_tokenizer
+from azllm.tokenizer.llama3 import (
+    CHAT_SPECIAL_TOKENS,
+    LLAMA3_CHAT_TEMPLATE,
+    build_llama3_tokenizer,
+)
 from azllm.tokenizer.strategies import build_arm_tokenizer
 from azllm.tokenizer.train import train_tokenizer
 

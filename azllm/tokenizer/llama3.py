@@ -27,7 +27,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers, processors
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    pre_tokenizers,
+    processors,
+)
 from transformers import PreTrainedTokenizerFast
 
 log = logging.getLogger(__name__)
@@ -164,7 +171,7 @@ def _build_backend(ranks: dict[bytes, int]) -> Tokenizer:
     class _RanksConverter(TikTokenConverter):
         """TikTokenConverter reading ranks from memory instead of a tiktoken file."""
 
-        def load_tiktoken_bpe(self, _url):  # noqa: D401 - overrides a staticmethod
+        def load_tiktoken_bpe(self, _url):
             return ranks
 
     vocab, merges = _RanksConverter(vocab_file="<quicktok llama3>").extract_vocab_merges_from_model("")

@@ -13,6 +13,10 @@ launches the workers and returns the exported model and metrics::
 Phases: ``embeddings`` trains the input embeddings (and an untied lm_head) only;
 ``full`` trains everything. On CPU the workers use gloo and fp32; on CUDA nccl and,
 per ``mixed_precision``, bf16 parameters with fp32 gradient reduction.
+
+Packing is GPT-style: documents share a block separated by EOS and attention crosses
+that boundary (azllm.data.packing documents the alternatives). Checkpoints resume
+bit-exactly on CPU (tests/test_cpt.py); several nodes need a shared checkpoint_dir.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ PEAK_FLOPS_BF16 = {
     "H200": 989e12,
     "H100": 989e12,  # SXM; the PCIe card is 756e12
     "A100": 312e12,
-    "A10G": 70e12,  # AWS g5; NVIDIA does not list it, ~ A10's 125e12 x lower clocks and power
+    "A10G": 70e12,  # AWS g5; approximate (A10 is 125e12 at higher clocks and power): check before quoting
     "L40S": 362e12,
     "L4": 121e12,
 }
@@ -62,7 +66,9 @@ class PhaseSpec:
     out_dir: str
     """Final HF model directory (safetensors)."""
     checkpoint_dir: str
+    """Sharded DCP checkpoints, step-XXXXXX/; the latest complete one is resumed at start."""
     tensorboard_dir: str
+    """SummaryWriter logs (rank 0): <phase>/loss, lr, grad_norm, tokens_per_s, peak_mem_gib, mfu."""
     metrics_path: str
     """JSON lines: one record per log step plus `event` records (start, resume, export)."""
     mixed_precision: str = "auto"
@@ -90,7 +96,8 @@ class PhaseResult:
     model_dir: Path
     """Exported HF model (with tokenizer files)."""
     metrics: dict[str, Any]
-    """first_loss, final_loss, steps, tokens, tokens_per_s, peak_mem_gib, mfu, resumed_from_step, history."""
+    """first_loss, final_loss, steps, tokens, tokens_per_s (mean over log steps after the first),
+    peak_mem_gib, mfu (None on CPU), resumed_at_steps, history (one dict per logged step)."""
     checkpoint_dir: Path
     tensorboard_dir: Path
 
@@ -489,6 +496,7 @@ def read_metrics(metrics_path: str | Path) -> dict[str, Any]:
             "mfu": sum(mfus) / len(mfus) if mfus else None,
             "num_params": start.get("num_params"), "num_trainable_params": start.get("num_trainable_params"),
             "world_size": start.get("world_size"), "params_are_dtensors": start.get("params_are_dtensors"),
+            "local_numel_rank0": start.get("local_numel_rank0"),
             "resumed_at_steps": resumes, "history": history}
 
 
