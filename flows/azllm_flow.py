@@ -89,15 +89,19 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_embeddings(self):
         """Phase 1: adapt the vocabulary (FVT init) and train the embeddings only."""
+        from azllm.faults import fail_after_train_step
         from azllm.flowutil import begin_step, save_dir
         from azllm.train.arms import train_embeddings_phase
+        from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_embeddings", self.config)
         self.arm = self.input
         with save_dir(f"cpt-embeddings-{self.arm}") as out:
             result = train_embeddings_phase(cfg, arm=self.arm,
                                             tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
-                                            data_dir=Path(current.model.loaded["data"]), out_dir=out)
+                                            data_dir=Path(current.model.loaded["data"]), out_dir=out,
+                                            resume_from=loaded_checkpoint_for_this_run(),
+                                            fail_after_step=fail_after_train_step("cpt_embeddings"))
             self.embeddings_metrics = result.metrics
             self.embeddings_model = current.model.save(str(result.model_dir), label=f"cpt_embeddings_{self.arm}",
                                                        storage_format="files")
@@ -109,20 +113,24 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_full(self):
         """Phase 2: all parameters at a lower learning rate."""
+        from azllm.faults import fail_after_train_step
         from azllm.flowutil import begin_step, save_dir
         from azllm.train.arms import train_full_phase
+        from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_full", self.config)
         with save_dir(f"cpt-full-{self.arm}") as out:
             result = train_full_phase(cfg, init_dir=Path(current.model.loaded["embeddings_model"]),
-                                      data_dir=Path(current.model.loaded["data"]), out_dir=out)
+                                      data_dir=Path(current.model.loaded["data"]), out_dir=out,
+                                      resume_from=loaded_checkpoint_for_this_run(),
+                                      fail_after_step=fail_after_train_step("cpt_full"))
             self.full_metrics = result.metrics
             self.full_model = current.model.save(str(result.model_dir), label=f"cpt_full_{self.arm}",
                                                  storage_format="files")
         self.next(self.join_cpt)
 
     @card
-    @model(load=["data"])
+    @model
     @step
     def join_cpt(self, inputs):
         """Bits per byte of the base model and of every arm on the same bytes; choose the arm."""
@@ -137,7 +145,7 @@ class AzLLMFlow(FlowSpec):
                             for inp in inputs}
         arm_dirs = {arm: (Path(current.model.load(ref)), Path(current.model.load(self.tokenizers[arm])))
                     for arm, ref in self.cpt_models.items()}
-        comparison = compare_arms(cfg, arm_dirs=arm_dirs, data_dir=Path(current.model.loaded["data"]))
+        comparison = compare_arms(cfg, arm_dirs=arm_dirs, data_dir=Path(current.model.load(self.data)))
         self.arm_bpb = comparison.bpb
         self.chosen_arm = comparison.chosen_arm
         current.card.extend(arms_card(comparison, self.cpt_metrics))

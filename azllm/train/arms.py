@@ -9,7 +9,6 @@ everything. Training itself runs in torchrun workers (`azllm.train.cpt`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,47 +41,40 @@ def adapt_base_model(model_cfg: ModelConfig, cpt_cfg: CptConfig, *, tokenizer_di
 
 
 def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Path, out_dir: Path,
-               checkpoint_dir: Path | None, on_checkpoint: Callable[[Path], None] | None) -> ArmPhaseResult:
+               resume_from: Path | None, fail_after_step: int | None) -> ArmPhaseResult:
     from azllm.compute.hardware import training_processes_per_node
     from azllm.data.packing import pack_corpus
-    from azllm.train.checkpointing import latest_checkpoint
     from azllm.train.cpt import run_cpt_phase
 
     packed = pack_corpus(data_dir / "train.jsonl", model_dir, block_size=cfg.cpt.block_size,
                          num_proc=cfg.cpt.tokenize_num_proc)
-    work_dir = out_dir / "work"
-    ckpt_dir = checkpoint_dir or (work_dir / "checkpoints")
-    try:
-        result = run_cpt_phase(cfg.cpt, phase=phase, model_dir=model_dir, blocks_path=packed.path,
-                               out_dir=out_dir / "model", work_dir=work_dir, checkpoint_dir=ckpt_dir,
-                               nproc_per_node=training_processes_per_node(0, cfg.compute.nproc_per_node))
-    except BaseException:
-        # Keep what the workers saved before failing: a retry or `resume` continues from it.
-        if on_checkpoint is not None and latest_checkpoint(ckpt_dir) is not None:
-            on_checkpoint(ckpt_dir)
-        raise
+    result = run_cpt_phase(cfg.cpt, phase=phase, model_dir=model_dir, blocks_path=packed.path,
+                           out_dir=out_dir / "model", work_dir=out_dir / "work",
+                           nproc_per_node=training_processes_per_node(0, cfg.compute.nproc_per_node),
+                           resume_from=resume_from, fail_after_step=fail_after_step)
     metrics = dict(result.metrics)
     metrics["packed"] = {"blocks": packed.num_blocks, "tokens": packed.num_tokens}
     return ArmPhaseResult(model_dir=result.model_dir, metrics=metrics)
 
 
 def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path, data_dir: Path, out_dir: Path,
-                           checkpoint_dir: Path | None = None,
-                           on_checkpoint: Callable[[Path], None] | None = None) -> ArmPhaseResult:
-    """Phase 1 of `arm`: vocabulary adaptation, then embeddings-only training (not for baseline)."""
+                           resume_from: Path | None = None, fail_after_step: int | None = None) -> ArmPhaseResult:
+    """Phase 1 of `arm`: vocabulary adaptation, then embeddings-only training (not for baseline).
+
+    `resume_from`: a checkpoint restored by Metaflow's `@checkpoint` (this run's lineage only).
+    """
     adapted = out_dir / "adapted"
     vocab_stats = adapt_base_model(cfg.model, cfg.cpt, tokenizer_dir=tokenizer_dir, out_dir=adapted)
     if arm == "baseline":
         return ArmPhaseResult(model_dir=adapted, metrics={"skipped": True, "vocab": vocab_stats})
     result = _run_phase(cfg, "embeddings", model_dir=adapted, data_dir=data_dir, out_dir=out_dir,
-                        checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
+                        resume_from=resume_from, fail_after_step=fail_after_step)
     result.metrics["vocab"] = vocab_stats
     return result
 
 
 def train_full_phase(cfg: PipelineConfig, *, init_dir: Path, data_dir: Path, out_dir: Path,
-                     checkpoint_dir: Path | None = None,
-                     on_checkpoint: Callable[[Path], None] | None = None) -> ArmPhaseResult:
+                     resume_from: Path | None = None, fail_after_step: int | None = None) -> ArmPhaseResult:
     """Phase 2: every parameter, from the phase-1 model."""
     return _run_phase(cfg, "full", model_dir=init_dir, data_dir=data_dir, out_dir=out_dir,
-                      checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint)
+                      resume_from=resume_from, fail_after_step=fail_after_step)
