@@ -35,3 +35,41 @@ def shared_data() -> Path:
     """../shared/data; its absence is an error, not a skip: CI always has it."""
     assert SHARED_DATA.is_dir(), f"expected the shared data beside the repo at {SHARED_DATA}"
     return SHARED_DATA
+
+
+# ---------------------------------------------------------------------------
+# One end-to-end run of the flow on the tiny preset, shared by every test that
+# inspects a finished run (flow artifacts, cards, the notebook, `azllm chat`).
+# ---------------------------------------------------------------------------
+
+FLOW = REPO_ROOT / "flows" / "azllm_flow.py"
+TINY_PRESET = REPO_ROOT / "configs" / "tiny.toml"
+
+
+def run_flow(*args: str, env: dict[str, str] | None = None, timeout: int = 1500):
+    """Run the flow as a user would; returns the CompletedProcess (output captured)."""
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, str(FLOW), *args], cwd=REPO_ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_id_of(output: str) -> str:
+    for line in output.splitlines():
+        if "Workflow starting (run-id " in line:
+            return line.split("run-id ")[1].split(")")[0]
+    raise AssertionError(f"no run id in flow output:\n{output[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def tiny_run():
+    """(metaflow.Run, combined output) of a successful tiny-preset run."""
+    proc = run_flow("--config", "config", str(TINY_PRESET), "run")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-10000:]
+    from metaflow import Run, namespace
+
+    namespace(None)
+    return Run(f"AzLLMFlow/{run_id_of(output)}"), output

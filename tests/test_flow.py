@@ -8,39 +8,8 @@ conftest.py); the Metaflow client then reads every step's artifacts.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-FLOW = REPO / "flows" / "azllm_flow.py"
-TINY = REPO / "configs" / "tiny.toml"
-
-
-def run_flow(*args: str, env: dict[str, str] | None = None, timeout: int = 1500) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(FLOW), *args], cwd=REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def _run_id(output: str) -> str:
-    for line in output.splitlines():
-        if "Workflow starting (run-id " in line:
-            return line.split("run-id ")[1].split(")")[0]
-    raise AssertionError(f"no run id in output:\n{output[-3000:]}")
-
-
-@pytest.fixture(scope="module")
-def tiny_run():
-    proc = run_flow("--config", "config", str(TINY), "run")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
-    from metaflow import Run, namespace
-
-    namespace(None)
-    return Run(f"AzLLMFlow/{_run_id(proc.stdout + proc.stderr)}"), proc.stdout + proc.stderr
+from conftest import TINY_PRESET as TINY
+from conftest import run_flow, run_id_of
 
 
 def test_every_step_stores_its_artifacts(tiny_run):
@@ -92,14 +61,14 @@ def test_bad_preset_fails_before_any_step(tmp_path):
 def test_resume_after_forced_failure(tiny_run):
     proc = run_flow("--config", "config", str(TINY), "run", env={"AZLLM_FAIL_AT_STEP": "sft_lora"})
     assert proc.returncode != 0
-    failed_id = _run_id(proc.stdout + proc.stderr)
+    failed_id = run_id_of(proc.stdout + proc.stderr)
     assert "failing step 'sft_lora' on purpose" in proc.stdout + proc.stderr
     resumed = run_flow("resume", "--origin-run-id", failed_id)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-8000:]
     from metaflow import Run, namespace
 
     namespace(None)
-    run = Run(f"AzLLMFlow/{_run_id(resumed.stdout + resumed.stderr)}")
+    run = Run(f"AzLLMFlow/{run_id_of(resumed.stdout + resumed.stderr)}")
     assert run.successful
     assert run["end"].task.data.chosen_arm
     # steps before the failure were cloned, not rerun

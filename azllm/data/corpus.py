@@ -246,7 +246,8 @@ def _check_not_empty(cfg: DataConfig, stats: dict[str, Any]) -> None:
     if stats["train"]["documents"] == 0:
         raise DataError(
             f"no training documents left after cleaning sources {list(cfg.corpus)}: dropped "
-            f"{stats['dropped']}, {stats['validation']['documents']} held out for validation (min_chars={cfg.min_chars}, min_latin_fraction={cfg.min_latin_fraction}, "
+            f"{stats['dropped']}, {stats['validation']['documents']} held out for validation "
+            f"(min_chars={cfg.min_chars}, min_latin_fraction={cfg.min_latin_fraction}, "
             f"text_field={cfg.text_field!r}); check the sources and these settings"
         )
     if stats["validation"]["documents"] == 0:
