@@ -5,6 +5,7 @@ Kept out of the flow file so each step reads as: inputs, one library call, artif
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import time
@@ -30,12 +31,23 @@ STEP_PURPOSE = {
 
 
 def begin_step(name: str, config: Any) -> PipelineConfig:
-    """Print what the step does, honour failure injection, return the typed config."""
+    """Print what the step does, honour failure injection, return the typed config.
+
+    Each task runs in its own process, so the line with the step's duration is printed when
+    that process exits (after Metaflow has stored the artifacts), without a wrapper in the flow.
+    """
     cfg = load_pipeline_config(config)
     print(f"[azllm {time.strftime('%H:%M:%S')}] {name}: {STEP_PURPOSE.get(name, '')} "
           f"(preset {cfg.name!r})", flush=True)
+    atexit.register(_print_duration, name, time.monotonic())
     maybe_fail(name)
     return cfg
+
+
+def _print_duration(name: str, started: float) -> None:
+    seconds = time.monotonic() - started
+    took = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s"
+    print(f"[azllm {time.strftime('%H:%M:%S')}] {name}: ran for {took}", flush=True)
 
 
 @contextmanager

@@ -58,18 +58,51 @@ def test_bad_preset_fails_before_any_step(tmp_path):
     assert "Workflow starting" not in out
 
 
-def test_resume_after_forced_failure(tiny_run):
+def test_resume_after_forced_failure_in_a_plain_step(tiny_run):
     proc = run_flow("--config", "config", str(TINY), "run", env={"AZLLM_FAIL_AT_STEP": "sft_lora"})
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    failed_id = run_id_of(proc.stdout + proc.stderr)
-    assert "failing step 'sft_lora' on purpose" in proc.stdout + proc.stderr
-    resumed = run_flow("resume", "--origin-run-id", failed_id)
-    assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-8000:]
+    assert "failing step 'sft_lora' on purpose" in out
+    resumed = run_flow("resume", "--origin-run-id", run_id_of(out))
+    rout = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, rout[-8000:]
     from metaflow import Run, namespace
 
     namespace(None)
-    run = Run(f"AzLLMFlow/{run_id_of(resumed.stdout + resumed.stderr)}")
-    assert run.successful
-    assert run["end"].task.data.chosen_arm
-    # steps before the failure were cloned, not rerun
-    assert "Cloning results of a previously run task" in resumed.stdout + resumed.stderr
+    run = Run(f"AzLLMFlow/{run_id_of(rout)}")
+    assert run.successful and run["end"].task.data.chosen_arm
+    assert "Cloning results of a previously run task" in rout  # steps before the failure were not rerun
+
+
+def test_cpt_failure_mid_training_resumes_from_checkpoint(tiny_run):
+    """Workers fail right after step 2's checkpoint; `resume` continues at step 3, not step 1,
+    and ends with the same loss as the uninterrupted run (same seeds, same data order)."""
+    proc = run_flow("--config", "config", str(TINY), "run", env={"AZLLM_FAIL_AFTER_TRAIN_STEP": "cpt_full:2"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    resumed = run_flow("resume", "--origin-run-id", run_id_of(out))
+    rout = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, rout[-8000:]
+    assert "at step 3" in rout, "CPT did not resume from the step-2 checkpoint"
+    from metaflow import Run, namespace
+
+    namespace(None)
+    run = Run(f"AzLLMFlow/{run_id_of(rout)}")
+    reference = {t.data.arm: t.data.full_metrics for t in tiny_run[0]["cpt_full"]}
+    for task in run["cpt_full"]:
+        got, want = task.data.full_metrics, reference[task.data.arm]
+        assert got["steps"] == want["steps"] == 4
+        assert abs(got["final_loss"] - want["final_loss"]) < 1e-3 * abs(want["final_loss"]), (task.data.arm, got,
+                                                                                             want)
+
+
+def test_chat_answers_once_from_a_finished_run(tiny_run):
+    import subprocess
+    import sys
+
+    run, _ = tiny_run
+    proc = subprocess.run([sys.executable, "-m", "azllm.cli", "chat", "--run", run.id, "--prompt",
+                           "Balansımı necə yoxlaya bilərəm?", "--max-new-tokens", "8"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip(), "chat printed no answer"

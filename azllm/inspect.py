@@ -1,0 +1,300 @@
+"""Read finished (or running) AzLLMFlow runs through the Metaflow client: tables and figures.
+
+Used by `notebooks/inspect_runs.ipynb`; every function takes a `metaflow.Run` (or a run id)
+and returns a pandas DataFrame or a matplotlib figure, so they also work in a plain shell:
+
+    >>> from azllm import inspect as azi
+    >>> run = azi.get_run()                    # latest successful run, or AZLLM_RUN_ID
+    >>> azi.bpb_table(run)                     # bits per byte, model x evaluation file
+    >>> azi.plot_loss_curves(run).savefig("loss.png")
+    >>> azi.fetch_tensorboard(run, "tb")       # then: tensorboard --logdir tb
+
+Uses the datastore and metadata Metaflow is configured with (METAFLOW_DATASTORE_SYSROOT_LOCAL
+for a local datastore), in the global namespace so runs of every user are visible.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from azllm.cards import (
+    corpus_rows,
+    generations_side_by_side,
+    history_frame,
+    plot_bpb,
+    plot_cpt_curves,
+    plot_fertility,
+    plot_sft_loss,
+    sft_rows,
+    throughput_rows,
+)
+
+FLOW_NAME = "AzLLMFlow"
+RUN_ID_ENV = "AZLLM_RUN_ID"
+TENSORBOARD_ARTIFACTS = {"cpt_embeddings": "embeddings_tensorboard", "cpt_full": "full_tensorboard",
+                         "sft_lora": "sft_tensorboard"}
+"""Step -> artifact holding the model reference of that phase's TensorBoard event files."""
+
+
+# ---------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------
+
+
+def list_runs(flow: str = FLOW_NAME, limit: int = 20) -> pd.DataFrame:
+    """The most recent runs, newest first: id, preset, status, start time, duration (min), user."""
+    from metaflow import Flow, namespace
+
+    namespace(None)
+    rows = []
+    for i, run in enumerate(Flow(flow).runs()):
+        if i >= limit:
+            break
+        finished = run.finished_at
+        rows.append({"run_id": run.id, "preset": _preset_of(run), "successful": run.successful,
+                     "finished": run.finished, "created_at": run.created_at, "minutes":
+                     (finished - run.created_at).total_seconds() / 60 if finished else None,
+                     "user": next((t[5:] for t in run.system_tags if t.startswith("user:")), None)})
+    return pd.DataFrame(rows)
+
+
+def get_run(run_id: str | None = None, flow: str = FLOW_NAME):
+    """The run `run_id`, else $AZLLM_RUN_ID, else the latest successful run of `flow`."""
+    from metaflow import Flow, Run, namespace
+
+    namespace(None)
+    run_id = run_id or os.environ.get(RUN_ID_ENV)
+    if run_id:
+        return Run(f"{flow}/{run_id}")
+    run = Flow(flow).latest_successful_run
+    if run is None:
+        raise LookupError(f"no successful {flow} run in this datastore; run "
+                          "`python flows/azllm_flow.py --config config configs/tiny.toml run` first")
+    return run
+
+
+def other_run(run: Any, flow: str = FLOW_NAME):
+    """$AZLLM_COMPARE_RUN_ID, else the latest successful run other than `run`, else `run` itself."""
+    from metaflow import Flow, namespace
+
+    run = _as_run(run)
+    if os.environ.get("AZLLM_COMPARE_RUN_ID"):
+        return get_run(os.environ["AZLLM_COMPARE_RUN_ID"], flow)
+    namespace(None)
+    for candidate in Flow(flow).runs():
+        if candidate.id != run.id and candidate.successful:
+            return candidate
+    return run
+
+
+def _as_run(run: Any):
+    return get_run(run) if isinstance(run, str) or run is None else run
+
+
+def _end_data(run: Any):
+    run = _as_run(run)
+    return run["end"].task.data
+
+
+def _preset_of(run: Any) -> str | None:
+    try:
+        return run_config(run).get("name")
+    except Exception:  # noqa: BLE001 - a run that failed before start has no config
+        return None
+
+
+def run_config(run: Any) -> dict[str, Any]:
+    """The resolved preset the run used (the `config` Config, as a plain dict)."""
+    run = _as_run(run)
+    return dict(run["_parameters"].task.data.config)
+
+
+def config_table(run: Any) -> pd.DataFrame:
+    """The config flattened to `section.key -> value` rows (easy to read and to diff)."""
+    flat = pd.json_normalize(run_config(run), sep=".").T
+    flat.columns = ["value"]
+    flat.index.name = "key"
+    return flat.reset_index()
+
+
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+
+def data_stats_table(run: Any) -> pd.DataFrame:
+    """Corpus splits (documents, MB, words, chars) after cleaning and dedup."""
+    return pd.DataFrame(corpus_rows(_end_data(run).data_stats))
+
+
+def sft_stats_table(run: Any) -> pd.DataFrame:
+    """Chat-record splits used for SFT."""
+    return pd.DataFrame(sft_rows(_end_data(run).data_stats))
+
+
+def fertility_table(run: Any) -> pd.DataFrame:
+    """Fertility (tokens per word) and friends, one row per (tokenizer, evaluation file)."""
+    return pd.DataFrame(_end_data(run).fertility)
+
+
+def bpb_table(run: Any) -> pd.DataFrame:
+    """Bits per byte of the base model and every CPT arm (rows) per evaluation file (columns)."""
+    df = pd.DataFrame(_end_data(run).arm_bpb).T
+    df.index.name = "model"
+    return df
+
+
+def chosen_arm(run: Any) -> str:
+    return _end_data(run).chosen_arm
+
+
+def loss_history(run: Any) -> pd.DataFrame:
+    """Every logged CPT step: arm, phase, step, global_step, loss, lr, tokens_per_s, peak_mem_gib, mfu..."""
+    return history_frame(_end_data(run).cpt_metrics)
+
+
+def throughput_table(run: Any) -> pd.DataFrame:
+    """Per arm and phase: steps, tokens, first/final loss, tokens/s, peak memory, MFU."""
+    return pd.DataFrame(throughput_rows(_end_data(run).cpt_metrics))
+
+
+def eval_table(run: Any) -> pd.DataFrame:
+    """Final evaluation, one row per model (base, cpt, sft): BPB per file, repetition, chrF, assistant loss."""
+    from azllm.cards import metrics_rows
+
+    return pd.DataFrame(metrics_rows(_end_data(run).metrics)).set_index("model")
+
+
+def generations_table(run: Any) -> pd.DataFrame:
+    """Greedy generations: one row per prompt, one column per model."""
+    return generations_side_by_side(_end_data(run).generations)
+
+
+def plot_loss_curves(run: Any):
+    """CPT loss / LR / throughput / memory per arm (dashed: phase 1) from the stored metrics."""
+    return plot_cpt_curves(_end_data(run).cpt_metrics)
+
+
+def plot_bpb_chart(run: Any):
+    return plot_bpb(_end_data(run).arm_bpb)
+
+
+def plot_fertility_chart(run: Any):
+    return plot_fertility(_end_data(run).fertility)
+
+
+def plot_sft_curve(run: Any):
+    return plot_sft_loss(_end_data(run).sft_metrics)
+
+
+def plot_overview(run: Any):
+    """The notebook's main figure: CPT loss per arm, bits per byte, fertility, SFT loss in one 2x2 grid."""
+    from matplotlib.figure import Figure
+
+    data = _end_data(run)
+    fig = Figure(figsize=(12, 7.5), layout="tight")
+    axes = fig.subplots(2, 2)
+    (ax_loss, ax_bpb), (ax_fert, ax_sft) = axes
+    hist = history_frame(data.cpt_metrics)
+    if not hist.empty:
+        for (arm, phase), part in hist.groupby(["arm", "phase"], sort=False):
+            color = f"C{list(data.cpt_metrics).index(arm)}"
+            ax_loss.plot(part["global_step"], part["loss"], "--" if phase == "embeddings" else "-",
+                         marker=".", color=color, label=f"{arm} {phase}")
+        ax_loss.legend(fontsize=7)
+    ax_loss.set(title="CPT training loss (nats/token; dashed: phase 1)", xlabel="optimizer step")
+    pd.DataFrame(data.arm_bpb).T.plot.bar(ax=ax_bpb, rot=0)
+    ax_bpb.set(title=f"bits per byte (lower is better); chosen arm: {data.chosen_arm}", ylabel="BPB")
+    fert = pd.DataFrame(data.fertility)
+    fert.pivot_table(index="tokenizer", columns="data", values="fertility", sort=False).plot.bar(ax=ax_fert, rot=15)
+    ax_fert.set(title="fertility (tokens per word; lower is better)", xlabel="")
+    sft = data.sft_metrics.get("train_loss_history") or []
+    ax_sft.plot([h["step"] for h in sft], [h["loss"] for h in sft], marker=".", label="train")
+    for key, style in (("eval_assistant_loss_before", ":"), ("eval_assistant_loss_after", "--")):
+        if data.sft_metrics.get(key) is not None:
+            ax_sft.axhline(data.sft_metrics[key], linestyle=style, color="grey", label=key[5:].replace("_", " "))
+    ax_sft.set(title="LoRA SFT loss (assistant tokens)", xlabel="optimizer step")
+    ax_sft.legend(fontsize=7)
+    fig.suptitle(f"{FLOW_NAME}/{_as_run(run).id}  preset {_preset_of(_as_run(run))!r}")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# Two runs
+# ---------------------------------------------------------------------------
+
+
+def compare_runs(run_a: Any, run_b: Any) -> pd.DataFrame:
+    """Headline numbers of two runs side by side, with the difference b - a where numeric."""
+    a, b = _as_run(run_a), _as_run(run_b)
+    col_a, col_b = f"a: {a.id}", f"b: {b.id}"
+    df = pd.DataFrame({col_a: pd.Series(_headline_numbers(a), dtype=object),
+                       col_b: pd.Series(_headline_numbers(b), dtype=object)})
+    df["b - a"] = [(vb - va) if isinstance(va, int | float) and isinstance(vb, int | float)
+                   and not isinstance(va, bool) else None for va, vb in zip(df[col_a], df[col_b], strict=True)]
+    df.index.name = "measure"
+    return df
+
+
+def config_diff(run_a: Any, run_b: Any) -> pd.DataFrame:
+    """Config keys whose values differ between two runs."""
+    a, b = _as_run(run_a), _as_run(run_b)
+    col_a, col_b = f"a: {a.id}", f"b: {b.id}"
+    both = pd.DataFrame({col_a: config_table(a).set_index("key")["value"],
+                         col_b: config_table(b).set_index("key")["value"]})
+    return both[[str(x) != str(y) for x, y in zip(both[col_a], both[col_b], strict=True)]]
+
+
+def _headline_numbers(run) -> dict[str, Any]:
+    data = run["end"].task.data
+    out: dict[str, Any] = {"preset": _preset_of(run), "chosen_arm": data.chosen_arm,
+                           "train documents": data.data_stats["corpus"].get("train", {}).get("documents")}
+    for row in data.fertility:
+        out[f"fertility {row['tokenizer']} / {row['data']}"] = row["fertility"]
+    for model, scores in data.arm_bpb.items():
+        for f, v in scores.items():
+            out[f"bpb {model} / {f}"] = v
+    for arm, phases in data.cpt_metrics.items():
+        for phase, m in phases.items():
+            if m and not m.get("skipped"):
+                out[f"final loss {arm} {phase}"] = m.get("final_loss")
+                out[f"tokens/s {arm} {phase}"] = m.get("tokens_per_s")
+    sft = data.sft_metrics
+    out["assistant loss before SFT"] = sft.get("eval_assistant_loss_before")
+    out["assistant loss after SFT"] = sft.get("eval_assistant_loss_after")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# TensorBoard
+# ---------------------------------------------------------------------------
+
+
+def fetch_tensorboard(run: Any, dest: str | Path) -> Path:
+    """Download the TensorBoard event files of every training phase of `run` into `dest`.
+
+    One sub-directory per phase (`extend_full/`, `baseline_embeddings/`, `sft/`), so
+    `tensorboard --logdir DEST` shows them as separate runs. Phases without event files
+    (the baseline arm's pass-through phase 1, or runs made before they were saved) are skipped.
+    """
+    from metaflow import load_model
+
+    run, dest = _as_run(run), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for step_name, artifact in TENSORBOARD_ARTIFACTS.items():
+        try:
+            tasks = list(run[step_name])
+        except KeyError:
+            continue
+        for task in tasks:
+            ref = task[artifact].data if artifact in task else None
+            if not ref:
+                continue
+            arm = task["arm"].data if "arm" in task else None
+            phase = step_name.removeprefix("cpt_").removesuffix("_lora")
+            load_model(ref, str(dest / (f"{arm}_{phase}" if arm and phase != "sft" else phase)))
+    return dest
