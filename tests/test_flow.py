@@ -24,7 +24,7 @@ def test_every_step_stores_its_artifacts(tiny_run):
     assert data.data_stats["sft"]["train"]["records"] > 0
     assert set(data.tokenizers) == {"baseline", "extend", "replace"}
     names = {row["tokenizer"] for row in data.fertility}
-    assert "llama-3.2" in names
+    assert "reference:llama-3.2" in names and any(n.startswith("bbpe-") for n in names)
     assert set(data.cpt_models) == {"baseline", "extend", "replace"}
     assert set(data.arm_bpb) == {"base", "baseline", "extend", "replace"}
     assert all(0 < v < 20 for scores in data.arm_bpb.values() for v in scores.values())
