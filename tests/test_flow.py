@@ -72,7 +72,9 @@ def test_resume_after_forced_failure_in_a_plain_step(tiny_run):
     run = Run(f"AzLLMFlow/{run_id_of(rout)}")
     assert run.successful and run["end"].task.data.chosen_arm
     # steps before the failure were cloned from the failed run, not rerun
-    assert run["prepare_data"].task.data.data == run["sft_lora"].task.data.data
+    failed_id = run_id_of(out)
+    assert run["prepare_data"].task.metadata_dict.get("origin-run-id") == failed_id
+    assert run["sft_lora"].task.metadata_dict.get("origin-run-id") is None
 
 
 def test_cpt_failure_mid_training_resumes_from_checkpoint(tiny_run):
