@@ -74,7 +74,7 @@ def test_resume_after_forced_failure_in_a_plain_step(tiny_run):
     # steps before the failure were cloned from the failed run, not rerun
     failed_id = run_id_of(out)
     assert run["prepare_data"].task.metadata_dict.get("origin-run-id") == failed_id
-    assert run["sft_lora"].task.metadata_dict.get("origin-run-id") is None
+    assert run["prepare_data"].task.metadata_dict.get("origin-task-id"), "prepare_data was not cloned"
 
 
 def test_cpt_failure_mid_training_resumes_from_checkpoint(tiny_run):
