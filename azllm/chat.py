@@ -50,16 +50,9 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> C
 
 def load_chat_model(spec: ChatModel):
     """(model, tokenizer) ready for generation; the adapter is applied when given."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from azllm.eval.report import load_model_and_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer_dir)
-    model = AutoModelForCausalLM.from_pretrained(spec.model_dir)
-    if spec.adapter_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, spec.adapter_dir)
-    model.eval()
-    return model, tokenizer
+    return load_model_and_tokenizer(spec.model_dir, spec.tokenizer_dir, spec.adapter_dir)
 
 
 def answer(model, tokenizer, messages: list[dict[str, str]], *, max_new_tokens: int = 200,
@@ -70,11 +63,12 @@ def answer(model, tokenizer, messages: list[dict[str, str]], *, max_new_tokens: 
 
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)
+    from azllm.eval.generation import stop_token_ids
+
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None
-    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                             eos_token_id=[i for i in (eot, tokenizer.eos_token_id) if i is not None],
+                             eos_token_id=stop_token_ids(tokenizer),
                              pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 

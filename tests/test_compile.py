@@ -121,6 +121,20 @@ def _pod_specs(template: dict) -> list[dict]:
     return [rj["template"]["spec"]["template"]["spec"] for rj in manifest["spec"]["replicatedJobs"]]
 
 
+def compile_or_refused(fake_aws, tmp_path, profile: str, command: list[str]):
+    """Compile the flow for `profile`; (proc, output, steps, parallel steps, profile), or None when
+    the flow was rightly refused because a multi-node step is not @parallel in it."""
+    steps, parallel = flow_steps_and_parallel()
+    prof = load_compute_profile(profile)
+    proc = compile_flow(fake_aws, tmp_path, profile, command)
+    out = proc.stdout + proc.stderr
+    missing_parallel = [s for s in steps if prof.for_step(s).nodes > 1 and s not in parallel]
+    if missing_parallel:
+        assert proc.returncode != 0 and f"step '{missing_parallel[0]}': nodes=2 but the step is not @parallel" in out
+        return None
+    return proc, out, steps, parallel, prof
+
+
 # ---------------------------------------------------------------------------
 # Kubernetes: Argo Workflows
 # ---------------------------------------------------------------------------
@@ -128,14 +142,10 @@ def _pod_specs(template: dict) -> list[dict]:
 
 @pytest.mark.parametrize("profile", ["kubernetes-a100", "kubernetes-h100"])
 def test_argo_spec_per_step(fake_aws, tmp_path, profile):
-    steps, parallel = flow_steps_and_parallel()
-    prof = load_compute_profile(profile)
-    proc = compile_flow(fake_aws, tmp_path, profile, ["argo-workflows", "create", "--only-json"])
-    out = proc.stdout + proc.stderr
-    missing_parallel = [s for s in steps if prof.for_step(s).nodes > 1 and s not in parallel]
-    if missing_parallel:
-        assert proc.returncode != 0 and f"step '{missing_parallel[0]}': nodes=2 but the step is not @parallel" in out
+    compiled = compile_or_refused(fake_aws, tmp_path, profile, ["argo-workflows", "create", "--only-json"])
+    if compiled is None:
         return
+    proc, out, steps, parallel, prof = compiled
     assert proc.returncode == 0, out[-3000:]
     assert_no_secrets(out)
     spec = json.loads(proc.stdout[proc.stdout.index("{"):])
@@ -186,14 +196,10 @@ def _states(machine: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("profile", ["batch-a100", "batch-h100", "case-study"])
 def test_step_functions_spec_per_step(fake_aws, tmp_path, profile):
-    steps, parallel = flow_steps_and_parallel()
-    prof = load_compute_profile(profile)
-    proc = compile_flow(fake_aws, tmp_path, profile, ["step-functions", "create", "--only-json"])
-    out = proc.stdout + proc.stderr
-    missing_parallel = [s for s in steps if prof.for_step(s).nodes > 1 and s not in parallel]
-    if missing_parallel:
-        assert proc.returncode != 0 and f"step '{missing_parallel[0]}': nodes=2 but the step is not @parallel" in out
+    compiled = compile_or_refused(fake_aws, tmp_path, profile, ["step-functions", "create", "--only-json"])
+    if compiled is None:
         return
+    proc, out, steps, parallel, prof = compiled
     if parallel:
         # Metaflow cannot put @parallel on Step Functions; check Metaflow's decorator objects instead
         assert proc.returncode != 0 and "@parallel decorator(s) to AWS Step Functions is not supported" in out

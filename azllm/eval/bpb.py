@@ -25,6 +25,17 @@ MAX_BATCH_TOKENS = 8192
 """Padded tokens per forward pass: bounds the (B, T, vocab) logits (8192 x 49k fp32 = 1.6 GB)."""
 
 
+def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (input_ids, attention_mask), both (B, T): the batch layout BPB and SFT scoring share."""
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, ids in enumerate(sequences):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        attention[i, :len(ids)] = 1
+    return input_ids, attention
+
+
 def _prefix_id(tokenizer) -> int:
     bos = tokenizer.bos_token_id
     if bos is None:
@@ -106,13 +117,9 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
             pass
     total_nats, total_tokens = 0.0, 0
     for batch in progress:
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), prefix, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        input_ids, attention = pad_batch([ids for ids, _ in batch], prefix)
+        labels = torch.full(input_ids.shape, -100, dtype=torch.long)
         for i, (ids, num_targets) in enumerate(batch):
-            input_ids[i, :len(ids)] = torch.tensor(ids)
-            attention[i, :len(ids)] = 1
             labels[i, len(ids) - num_targets:len(ids)] = torch.tensor(ids[len(ids) - num_targets:])
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits  # (B, T, V)
         targets = labels[:, 1:].to(device)  # (B, T-1)
@@ -128,14 +135,10 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
 
 
 def read_texts(path: Path | str, text_field: str = "text") -> list[str]:
-    """Documents of a JSONL file (one `{"text": ...}` per line) or, for other suffixes, one per line."""
-    import json
+    """Documents of a JSONL file (`{"text": ...}` per line) or a text file (one per line), via the data layer."""
+    from azllm.data.readers import iter_documents
 
-    path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        if path.suffix == ".jsonl":
-            return [json.loads(line)[text_field] for line in f if line.strip()]
-        return [line.rstrip("\n") for line in f if line.strip()]
+    return list(iter_documents(str(path), text_field=text_field))
 
 
 def evaluate_bpb_files(model_dir: Path | str, tokenizer_dir: Path | str, files: dict[str, Path], *,

@@ -48,21 +48,10 @@ class EvalReport:
 
 
 def load_model_and_tokenizer(model_dir: Path | str, tokenizer_dir: Path | str, adapter_dir: Path | str | None = None):
-    """The shared loaders when present (azllm.model.load, azllm.tokenizer.load), else plain transformers."""
-    try:
-        from azllm.model.load import load_model
-    except ImportError:
-        import torch
-        from transformers import AutoModelForCausalLM
+    """Model (with the LoRA adapter applied when given) and tokenizer, through the shared loaders."""
+    from azllm.model.load import load_model
+    from azllm.tokenizer.load import load_tokenizer
 
-        def load_model(path):
-            return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    try:
-        from azllm.tokenizer.load import load_tokenizer
-    except ImportError:
-        from transformers import AutoTokenizer
-
-        load_tokenizer = AutoTokenizer.from_pretrained
     model = load_model(model_dir)
     if adapter_dir is not None:
         from peft import PeftModel

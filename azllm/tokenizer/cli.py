@@ -13,19 +13,10 @@ from pathlib import Path
 
 
 def _iter_corpus(paths: Sequence[str]) -> Iterator[str]:
-    try:
-        from azllm.data.readers import iter_documents
-    except ImportError:
-        iter_documents = None
-    for p in paths:
-        if iter_documents is not None:
-            yield from iter_documents(p, text_field="text")
-        else:
-            from azllm.tokenizer.stage import read_jsonl_texts
+    from azllm.data.readers import iter_documents
 
-            files = sorted(Path(p).glob("*.jsonl")) if Path(p).is_dir() else [Path(p)]
-            for f in files:
-                yield from read_jsonl_texts(f)
+    for p in paths:
+        yield from iter_documents(p, text_field="text")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -15,10 +15,8 @@ LLAMA3_ALIASES = ("llama-3.2", "llama-3", "llama3", "llama-3.1", "llama3.2")
 
 
 def _builtin_models() -> tuple[str, ...]:
-    try:
-        from azllm.model.load import BUILTIN_MODELS
-    except ImportError:  # the model package is optional for tokenizer work
-        return ("smollm2-135m",)
+    from azllm.model.load import BUILTIN_MODELS
+
     return tuple(BUILTIN_MODELS)
 
 

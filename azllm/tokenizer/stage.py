@@ -42,20 +42,10 @@ class TokenizerStageResult:
 
 
 def read_jsonl_texts(path: Path, text_field: str = "text") -> Iterator[str]:
-    """Document texts of a JSONL file; a bad line is an error naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; the prepare_data step writes it")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)[text_field]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{n}: expected a JSON object with a {text_field!r} field ({e})") from e
-            if text:
-                yield text
+    """Document texts of a prepared JSONL file (the data layer's reader: file:line errors)."""
+    from azllm.data.readers import iter_jsonl_texts
+
+    return iter_jsonl_texts(path, text_field=text_field)
 
 
 def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequence[str], train_path: Path,

@@ -18,7 +18,6 @@ training starts, so a chat template without `{% generation %}` fails at once.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from azllm.config import SftConfig
+from azllm.eval.bpb import pad_batch
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +67,10 @@ class PreparedRecords:
 
 
 def read_chat_records(path: Path | str) -> list[Messages]:
-    """JSONL lines `{"messages": [{"role": ..., "content": ...}, ...]}` -> list of message lists."""
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "messages" not in row:
-                raise ValueError(f"{path}:{line_no}: expected a 'messages' field, got keys {sorted(row)}")
-            records.append([{"role": m["role"], "content": m["content"]} for m in row["messages"]])
-    return records
+    """Validated chat records (the data layer's reader: file:line errors) as plain message lists."""
+    from azllm.data.sft import read_chat_records as read_validated
+
+    return [[{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in read_validated(str(path))]
 
 
 def tokenize_chat(tokenizer, messages: Messages) -> tuple[list[int], list[int]]:
@@ -200,13 +193,9 @@ def assistant_token_loss(model, tokenizer, records: Sequence[Messages], *, max_l
     total_nll, total_tokens = 0.0, 0
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        input_ids, attention = pad_batch([ids for ids, _ in batch], pad_id)
+        labels = torch.full(input_ids.shape, -100, dtype=torch.long)
         for i, (ids, mask) in enumerate(batch):
-            input_ids[i, :len(ids)] = torch.tensor(ids)
-            attention[i, :len(ids)] = 1
             labels[i, :len(ids)] = torch.where(torch.tensor(mask) == 1, torch.tensor(ids), -100)
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
         targets = labels[:, 1:].to(device)  # (B, T-1)
@@ -291,26 +280,6 @@ def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messag
                       peft_config=peft_config, callbacks=callbacks)
 
 
-def _load_model(model_dir: Path):
-    try:
-        from azllm.model.load import load_model
-    except ImportError:  # the shared loader not there yet: plain transformers
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return load_model(model_dir)
-
-
-def _load_tokenizer(tokenizer_dir: Path | str):
-    try:
-        from azllm.tokenizer.load import load_tokenizer
-    except ImportError:
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(tokenizer_dir)
-    return load_tokenizer(tokenizer_dir)
-
-
 # ---------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------
@@ -324,11 +293,14 @@ def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path:
     `on_checkpoint(path)` is called after each trainer checkpoint is written (every
     `cfg.save_steps`, and at the end). `resume_from_checkpoint` goes to `trainer.train`.
     """
+    from azllm.model.load import load_model
+    from azllm.tokenizer.load import load_tokenizer
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # -- tokenizer and records ------------------------------------------------
-    tokenizer = _load_tokenizer(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     train = prepare_records(tokenizer, read_chat_records(train_path), cfg.max_length)
@@ -342,7 +314,7 @@ def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path:
                 f"{cfg.num_epochs} epochs = {math.ceil(len(train.records) * cfg.num_epochs / batch)} steps")
 
     # -- model and trainer ----------------------------------------------------
-    model = _load_model(model_dir)
+    model = load_model(model_dir)
     loss_before = assistant_token_loss(model, tokenizer, validation, max_length=cfg.max_length)
     trainer = build_sft_trainer(cfg, model, tokenizer, train.records, out_dir=out_dir,
                                 on_checkpoint=on_checkpoint)
