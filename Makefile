@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.toml
 export METAFLOW_USER ?= azllm
+# Metaflow starts the extra nodes of an @parallel step (multi-node profiles) with `python` from PATH
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: demo test lint install clean-runs
 

@@ -219,8 +219,13 @@ def tokenizer_card(table: list[dict[str, Any]], chart_path: Path | None = None) 
     return out
 
 
-def cpt_card(metrics: dict[str, Any], *, arm: str, phase: str) -> list:
-    """cpt_embeddings / cpt_full: headline numbers, then loss / LR / throughput / memory curves."""
+def cpt_card(metrics: dict[str, Any], *, arm: str, phase: str, node_rank: int = 0) -> list:
+    """cpt_embeddings / cpt_full: headline numbers, then loss / LR / throughput / memory curves.
+
+    `node_rank` > 0: a worker node of a multi-node gang, which logs nothing itself."""
+    if node_rank > 0:
+        return [Markdown(f"# CPT {phase}: {arm}, node {node_rank}\nThis node trained its shards of the model; "
+                         "the metrics, curves and exported model are on node 0's task.")]
     if metrics.get("skipped"):
         return [Markdown(f"# CPT {phase}: {arm}\nPass-through: the `{arm}` arm adds no new tokens, so "
                          "phase 1 only adapts the vocabulary (no training).")]

@@ -21,8 +21,12 @@ STEP_PURPOSE = {
     "start": "validating the preset, recording versions and hardware",
     "prepare_data": "cleaning, deduplicating and splitting the corpus and chat records",
     "train_tokenizer": "training the byte-level BPE and measuring fertility",
+    "start_arm": "starting one CPT arm",
     "cpt_embeddings": "phase 1: adapting the vocabulary and training the embeddings",
+    "join_embeddings": "gathering phase 1's nodes",
+    "start_full": "starting phase 2 of one arm",
     "cpt_full": "phase 2: training all parameters",
+    "join_full": "gathering phase 2's nodes",
     "join_cpt": "scoring bits per byte of every arm, choosing one",
     "sft_lora": "LoRA SFT into a chat assistant",
     "evaluate": "base vs CPT vs SFT: BPB, generations, chrF",
@@ -58,6 +62,26 @@ def save_dir(name: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def store_phase(result: Any, label: str) -> tuple[dict, dict, dict | None]:
+    """(metrics, model reference, TensorBoard reference or None) of one CPT phase, stored with
+    metaflow-checkpoint's `current.model.save` so later steps and notebooks can load them."""
+    from metaflow import current
+
+    model_ref = current.model.save(str(result.model_dir), label=label, storage_format="files")
+    tb_ref = store_tensorboard(result.tensorboard_dir, f"{label}_tensorboard") if result.tensorboard_dir else None
+    return result.metrics, model_ref, tb_ref
+
+
+def store_tensorboard(logdir: Path, label: str) -> dict | None:
+    """A reference to TensorBoard event files under `logdir`, or None when there are none."""
+    from metaflow import current
+
+    logdir = Path(logdir)
+    if not logdir.is_dir() or not any(logdir.rglob("events.out.tfevents.*")):
+        return None
+    return current.model.save(str(logdir), label=label, storage_format="files")
 
 
 def base_tokenizer_name(model_cfg: ModelConfig) -> str:

@@ -3,9 +3,13 @@
     start            validate the preset, record library versions and hardware
     prepare_data     corpus -> clean -> dedup -> train/validation split; chat records
     train_tokenizer  Llama 3 style byte-level BPE; fertility vs Llama 3.2 and the base
-      cpt_embeddings   (foreach arm: baseline | extend | replace) adapt the vocabulary,
-                       train the embeddings only (pass-through for baseline)
-      cpt_full         all parameters, lower learning rate
+      start_arm        (foreach arm: baseline | extend | replace)
+        cpt_embeddings   (@parallel over the profile's nodes) adapt the vocabulary,
+                         train the embeddings only (pass-through for baseline)
+      join_embeddings    node 0 holds the model
+      start_full
+        cpt_full         (@parallel) all parameters, lower learning rate
+      join_full
     join_cpt         bits per byte of base and every arm on the same bytes; pick the arm
     sft_lora         LoRA SFT of the chosen arm on chat records (assistant tokens only)
     evaluate         base vs CPT vs SFT: BPB, generations, repetition, chrF
@@ -21,7 +25,7 @@ never as pickled tensors. Capacity per step comes from the preset's compute prof
 
 from pathlib import Path
 
-from metaflow import Config, FlowSpec, card, checkpoint, current, model, step
+from metaflow import Config, FlowSpec, card, checkpoint, current, model, parallel, step
 
 from azllm.compute.mutator import compute_from_profile
 from azllm.config import parse_config
@@ -81,52 +85,102 @@ class AzLLMFlow(FlowSpec):
                                for arm, path in result.arm_tokenizers.items()}
             current.card.extend(tokenizer_card(result.table, result.chart_path))
         self.arms = list(cfg.cpt.arms)
-        self.next(self.cpt_embeddings, foreach="arms")
+        self.next(self.start_arm, foreach="arms")
+
+    @step
+    def start_arm(self):
+        """One CPT arm: phase 1 runs on as many nodes as the compute profile gives it."""
+        from azllm.compute.distributed import num_nodes
+        from azllm.flowutil import begin_step
+
+        cfg = begin_step("start_arm", self.config)
+        self.arm = self.input
+        self.next(self.cpt_embeddings, num_parallel=num_nodes(cfg.compute, "cpt_embeddings"))
 
     @card(refresh_interval=10)
     @model(load=["data"])
     @checkpoint(load_policy="eager")
+    @parallel
     @step
     def cpt_embeddings(self):
         """Phase 1: adapt the vocabulary (FVT init) and train the embeddings only."""
+        from azllm.cards import cpt_card, live_training_card
+        from azllm.compute.distributed import torchrun_layout
         from azllm.faults import fail_after_train_step
-        from azllm.flowutil import begin_step, save_dir
-        from azllm.train.arms import train_embeddings_phase
+        from azllm.flowutil import begin_step, save_dir, store_phase
+        from azllm.train.arms import metrics_path, train_embeddings_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_embeddings", self.config)
-        self.arm = self.input
-        with save_dir(f"cpt-embeddings-{self.arm}") as out:
+        layout = torchrun_layout(cfg.compute, "cpt_embeddings")
+        with save_dir(f"cpt-embeddings-{self.arm}") as out, live_training_card(
+                current.card, metrics_path(out), max_steps=cfg.cpt.embeddings.max_steps, title=f"{self.arm}: phase 1"):
             result = train_embeddings_phase(cfg, arm=self.arm,
                                             tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
                                             data_dir=Path(current.model.loaded["data"]), out_dir=out,
                                             resume_from=loaded_checkpoint_for_this_run(),
-                                            fail_after_step=fail_after_train_step("cpt_embeddings"))
-            self.embeddings_metrics = result.metrics
-            self.embeddings_model = current.model.save(str(result.model_dir), label=f"cpt_embeddings_{self.arm}",
-                                                       storage_format="files")
-        self.next(self.cpt_full)
+                                            fail_after_step=fail_after_train_step("cpt_embeddings"), layout=layout)
+            if layout.is_main_node:  # node 0 exports the model; the other nodes only trained their shards
+                self.embeddings_metrics, self.embeddings_model, self.embeddings_tensorboard = store_phase(
+                    result, f"cpt_embeddings_{self.arm}")
+        self.cpt_layout = layout.as_kwargs()
+        current.card.extend(cpt_card(result.metrics, arm=self.arm, phase="embeddings", node_rank=layout.node_rank))
+        self.next(self.join_embeddings)
+
+    @step
+    def join_embeddings(self, inputs):
+        """Gather phase 1's nodes: node 0 holds the model."""
+        from azllm.flowutil import begin_step
+
+        begin_step("join_embeddings", self.config)
+        self.merge_artifacts(inputs, exclude=["cpt_layout"])
+        self.next(self.start_full)
+
+    @step
+    def start_full(self):
+        """Phase 2 runs on as many nodes as the compute profile gives it."""
+        from azllm.compute.distributed import num_nodes
+        from azllm.flowutil import begin_step
+
+        cfg = begin_step("start_full", self.config)
+        self.next(self.cpt_full, num_parallel=num_nodes(cfg.compute, "cpt_full"))
 
     @card(refresh_interval=10)
     @model(load=["data", "embeddings_model"])
     @checkpoint(load_policy="eager")
+    @parallel
     @step
     def cpt_full(self):
         """Phase 2: all parameters at a lower learning rate."""
+        from azllm.cards import cpt_card, live_training_card
+        from azllm.compute.distributed import torchrun_layout
         from azllm.faults import fail_after_train_step
-        from azllm.flowutil import begin_step, save_dir
-        from azllm.train.arms import train_full_phase
+        from azllm.flowutil import begin_step, save_dir, store_phase
+        from azllm.train.arms import metrics_path, train_full_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_full", self.config)
-        with save_dir(f"cpt-full-{self.arm}") as out:
+        layout = torchrun_layout(cfg.compute, "cpt_full")
+        with save_dir(f"cpt-full-{self.arm}") as out, live_training_card(
+                current.card, metrics_path(out), max_steps=cfg.cpt.full.max_steps, title=f"{self.arm}: phase 2"):
             result = train_full_phase(cfg, init_dir=Path(current.model.loaded["embeddings_model"]),
                                       data_dir=Path(current.model.loaded["data"]), out_dir=out,
                                       resume_from=loaded_checkpoint_for_this_run(),
-                                      fail_after_step=fail_after_train_step("cpt_full"))
-            self.full_metrics = result.metrics
-            self.full_model = current.model.save(str(result.model_dir), label=f"cpt_full_{self.arm}",
-                                                 storage_format="files")
+                                      fail_after_step=fail_after_train_step("cpt_full"), layout=layout)
+            if layout.is_main_node:
+                self.full_metrics, self.full_model, self.full_tensorboard = store_phase(result, f"cpt_full_{self.arm}")
+        self.cpt_layout = layout.as_kwargs()
+        current.card.extend(cpt_card(result.metrics, arm=self.arm, phase="full", node_rank=layout.node_rank))
+        self.next(self.join_full)
+
+    @step
+    def join_full(self, inputs):
+        """Gather phase 2's nodes: node 0's model and metrics stand for the arm."""
+        from azllm.flowutil import begin_step
+
+        begin_step("join_full", self.config)
+        self.cpt_layouts = sorted((inp.cpt_layout for inp in inputs), key=lambda lay: lay["node_rank"])
+        self.merge_artifacts(inputs, exclude=["cpt_layout"])
         self.next(self.join_cpt)
 
     @card
@@ -141,6 +195,7 @@ class AzLLMFlow(FlowSpec):
         cfg = begin_step("join_cpt", self.config)
         self.merge_artifacts(inputs, include=["data", "data_stats", "tokenizers", "fertility", "environment_info"])
         self.cpt_models = {inp.arm: inp.full_model for inp in inputs}
+        self.cpt_layouts = {inp.arm: inp.cpt_layouts for inp in inputs}
         self.cpt_metrics = {inp.arm: {"embeddings": inp.embeddings_metrics, "full": inp.full_metrics}
                             for inp in inputs}
         arm_dirs = {arm: (Path(current.model.load(ref)), Path(current.model.load(self.tokenizers[arm])))
@@ -157,7 +212,8 @@ class AzLLMFlow(FlowSpec):
     @step
     def sft_lora(self):
         """LoRA SFT of the chosen arm into a chat assistant, loss on assistant tokens only."""
-        from azllm.flowutil import begin_step, save_dir
+        from azllm.cards import sft_card
+        from azllm.flowutil import begin_step, save_dir, store_tensorboard
         from azllm.train.sft import run_sft
 
         cfg = begin_step("sft_lora", self.config)
@@ -170,6 +226,8 @@ class AzLLMFlow(FlowSpec):
             self.sft_metrics = result.metrics
             self.sft_adapter = current.model.save(str(result.adapter_dir), label="sft_adapter",
                                                   storage_format="files")
+            self.sft_tensorboard = store_tensorboard(out / "runs", "sft_tensorboard")
+        current.card.extend(sft_card(result.metrics))
         self.next(self.evaluate)
 
     @card

@@ -51,7 +51,9 @@ def run_flow(*args: str, env: dict[str, str] | None = None, timeout: int = 1500)
     import subprocess
     import sys
 
-    full_env = {**os.environ, **(env or {})}
+    # Metaflow's local runtime starts the extra nodes of an @parallel step with `python` from PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    full_env = {**os.environ, "PATH": path, **(env or {})}
     return subprocess.run([sys.executable, str(FLOW), *args], cwd=REPO_ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

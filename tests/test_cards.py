@@ -26,11 +26,10 @@ EXPECTED = {
     "join_cpt": (2, 2),
     "evaluate": (2, 1),
     "end": (6, 4),
+    "cpt_embeddings": (1, 1),  # not the baseline arm's pass-through phase 1: see below
+    "cpt_full": (1, 1),
+    "sft_lora": (1, 1),
 }
-# Cards added by the issue-6 flow patch (cpt_card, sft_card); checked once the flow calls them, which
-# the artifact the same patch adds to the step tells.
-EXPECTED_WITH_PATCH = {"cpt_full": (1, 1), "sft_lora": (1, 1)}
-PATCH_ARTIFACT = {"cpt_full": "full_tensorboard", "sft_lora": "sft_tensorboard"}
 
 
 def card_payload(html: str) -> dict:
@@ -70,13 +69,13 @@ def _counts(components: list[dict]) -> tuple[int, int]:
     return (sum(c.get("type") == "table" for c in components), sum(c.get("type") == "image" for c in components))
 
 
-@pytest.mark.parametrize("step_name", sorted(EXPECTED | EXPECTED_WITH_PATCH))
+@pytest.mark.parametrize("step_name", sorted(EXPECTED))
 def test_step_card_has_its_tables_and_images(tiny_run, step_name):
     run, _ = tiny_run
-    want_tables, want_images = (EXPECTED | EXPECTED_WITH_PATCH)[step_name]
-    for task in run[step_name]:
-        if step_name in PATCH_ARTIFACT and PATCH_ARTIFACT[step_name] not in task:
-            pytest.skip("flow predates the issue-6 patch (cpt_card / sft_card not called)")
+    want_tables, want_images = EXPECTED[step_name]
+    tasks = [t for t in run[step_name] if not (step_name == "cpt_embeddings" and t.data.arm == "baseline")]
+    assert tasks
+    for task in tasks:
         components = user_components(card_payload(default_card_html(task)))
         tables, images = _counts(components)
         assert tables >= want_tables and images >= want_images, (task.pathspec, [c["type"] for c in components])
@@ -96,6 +95,13 @@ def test_summary_card_tells_the_story(tiny_run):
     assert run["end"].task.data.chosen_arm in text
 
 
+def test_baseline_phase_one_card_says_it_is_a_pass_through(tiny_run):
+    run, _ = tiny_run
+    (task,) = [t for t in run["cpt_embeddings"] if t.data.arm == "baseline"]
+    components = user_components(card_payload(default_card_html(task)))
+    assert any("Pass-through" in c.get("source", "") for c in components if c["type"] == "markdown")
+
+
 def test_cards_need_no_network(tiny_run):
     """No script, stylesheet or image is fetched: the only URL outside the inline JS is the optional
     Google Fonts @import in Metaflow's CSS (the browser falls back to a local font)."""
@@ -109,8 +115,8 @@ def test_cards_need_no_network(tiny_run):
 
 def test_each_step_prints_what_it_does_and_how_long(tiny_run):
     _, output = tiny_run
-    for step_name in ("start", "prepare_data", "train_tokenizer", "cpt_embeddings", "cpt_full", "join_cpt",
-                      "sft_lora", "evaluate", "end"):
+    for step_name in ("start", "prepare_data", "train_tokenizer", "start_arm", "cpt_embeddings", "join_embeddings",
+                      "start_full", "cpt_full", "join_full", "join_cpt", "sft_lora", "evaluate", "end"):
         assert re.search(rf"\] {step_name}: \S.*\(preset 'tiny'\)", output), f"no start line for {step_name}"
         assert re.search(rf"\] {step_name}: ran for [\d.]+ (s|min)", output), f"no duration line for {step_name}"
 

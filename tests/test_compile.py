@@ -1,18 +1,17 @@
 """The flow compiled for each cloud profile into its orchestrator's spec, without deploying.
 
 Kubernetes profiles: ``argo-workflows create --only-json`` (an Argo WorkflowTemplate;
-@parallel steps become JobSets). Batch profiles: ``step-functions create --only-json``
-(an AWS Step Functions state machine; the job definitions it registers are read back).
-Both need an S3 datastore and, for Batch, job queues: a moto server on localhost plays
-AWS. Asserts per step: GPUs, vCPUs, memory, /dev/shm, node selector and tolerations or
-job queue, retries, and the gang (JobSet) of multi-node steps; and that no secret from
+the @parallel CPT steps become JobSets). It needs an S3 datastore: a moto server on
+localhost plays AWS. Asserts per step: GPUs, vCPUs, memory, /dev/shm, node selector and
+tolerations, retries, and the gang (JobSet) of the CPT steps; and that no secret from
 the environment is written into a spec. About 20 s.
 
-Metaflow 2.19 refuses to compile @parallel steps for Step Functions ("not supported
-currently"); for Batch profiles on a flow with @parallel steps the test asserts that
-refusal and checks the Batch decorators on Metaflow's step objects instead
-(tests/test_compute.py). Such flows run on Batch with ``run`` (Metaflow's local
-orchestrator submitting each step, a multi-node parallel job for @parallel).
+Batch profiles: Metaflow 2.19 refuses to compile a flow with @parallel steps
+(``num_parallel``) for Step Functions ("not supported currently"), and the CPT steps are
+@parallel so that one flow serves 1 and N nodes. The test asserts that refusal and
+checks the Batch decorators (queue, GPUs, /dev/shm, retries) on Metaflow's step objects.
+Such flows run on Batch with ``run``: Metaflow's orchestrator on your machine submits each
+step as a Batch job, a multi-node parallel job for @parallel steps.
 
     .venv/bin/python -m pytest -q tests/test_compile.py
 """
@@ -121,18 +120,13 @@ def _pod_specs(template: dict) -> list[dict]:
     return [rj["template"]["spec"]["template"]["spec"] for rj in manifest["spec"]["replicatedJobs"]]
 
 
-def compile_or_refused(fake_aws, tmp_path, profile: str, command: list[str]):
-    """Compile the flow for `profile`; (proc, output, steps, parallel steps, profile), or None when
-    the flow was rightly refused because a multi-node step is not @parallel in it."""
+def compile_for(fake_aws, tmp_path, profile: str, command: list[str]):
+    """Compile the flow for `profile`: (proc, output, steps, @parallel steps, profile)."""
     steps, parallel = flow_steps_and_parallel()
     prof = load_compute_profile(profile)
+    assert not [s for s in steps if prof.for_step(s).nodes > 1 and s not in parallel], "multi-node step not @parallel"
     proc = compile_flow(fake_aws, tmp_path, profile, command)
-    out = proc.stdout + proc.stderr
-    missing_parallel = [s for s in steps if prof.for_step(s).nodes > 1 and s not in parallel]
-    if missing_parallel:
-        assert proc.returncode != 0 and f"step '{missing_parallel[0]}': nodes=2 but the step is not @parallel" in out
-        return None
-    return proc, out, steps, parallel, prof
+    return proc, proc.stdout + proc.stderr, steps, parallel, prof
 
 
 # ---------------------------------------------------------------------------
@@ -142,10 +136,8 @@ def compile_or_refused(fake_aws, tmp_path, profile: str, command: list[str]):
 
 @pytest.mark.parametrize("profile", ["kubernetes-a100", "kubernetes-h100"])
 def test_argo_spec_per_step(fake_aws, tmp_path, profile):
-    compiled = compile_or_refused(fake_aws, tmp_path, profile, ["argo-workflows", "create", "--only-json"])
-    if compiled is None:
-        return
-    proc, out, steps, parallel, prof = compiled
+    proc, out, steps, parallel, prof = compile_for(fake_aws, tmp_path, profile,
+                                                   ["argo-workflows", "create", "--only-json"])
     assert proc.returncode == 0, out[-3000:]
     assert_no_secrets(out)
     spec = json.loads(proc.stdout[proc.stdout.index("{"):])
@@ -183,46 +175,20 @@ def test_argo_spec_per_step(fake_aws, tmp_path, profile):
 # ---------------------------------------------------------------------------
 
 
-def _states(machine: dict) -> dict[str, dict]:
-    out = {}
-    for name, state in machine["States"].items():
-        out[name] = state
-        if state["Type"] == "Map":
-            out.update(_states(state["Iterator"]))
-        for branch in state.get("Branches", []):
-            out.update(_states(branch))
-    return out
-
-
 @pytest.mark.parametrize("profile", ["batch-a100", "batch-h100", "case-study"])
 def test_step_functions_spec_per_step(fake_aws, tmp_path, profile):
-    compiled = compile_or_refused(fake_aws, tmp_path, profile, ["step-functions", "create", "--only-json"])
-    if compiled is None:
-        return
-    proc, out, steps, parallel, prof = compiled
-    if parallel:
-        # Metaflow cannot put @parallel on Step Functions; check Metaflow's decorator objects instead
-        assert proc.returncode != 0 and "@parallel decorator(s) to AWS Step Functions is not supported" in out
-        decos = compute_decorators(mutated_flow_class(profile))
-        for step in steps:
-            want = prof.for_step(step)
-            assert "kubernetes" not in decos[step] and decos[step]["batch"]["queue"] == want.queue, step
-            assert decos[step]["resources"].get("gpu") == (want.gpus_per_node or None), step
-            assert decos[step]["resources"].get("shared_memory") == (want.shared_memory or None), step
-            assert ("parallel" in decos[step]) == (step in parallel), step
-        return
-    assert proc.returncode == 0, out[-3000:]
+    proc, out, steps, parallel, prof = compile_for(fake_aws, tmp_path, profile,
+                                                   ["step-functions", "create", "--only-json"])
+    assert parallel == {"cpt_embeddings", "cpt_full"}
+    # Metaflow cannot deploy @parallel (num_parallel) to Step Functions; `run` with @batch steps works
+    # (multi-node parallel jobs). It must say so; then check Metaflow's decorator objects instead.
+    assert proc.returncode != 0 and "@parallel decorator(s) to AWS Step Functions is not supported" in out
     assert_no_secrets(out)
-    states = _states(json.loads(proc.stdout[proc.stdout.index("{"):]))
+    decos = compute_decorators(mutated_flow_class(profile))
     for step in steps:
         want = prof.for_step(step)
-        params = states[step]["Parameters"]
-        assert params["JobQueue"] == want.queue, step
-        res = {r["Type"]: r["Value"] for r in params["ContainerOverrides"]["ResourceRequirements"]}
-        assert int(res.get("GPU", 0)) == want.gpus_per_node, (step, res)
-        assert float(res["VCPU"]) == want.cpu and float(res["MEMORY"]) == want.memory, (step, res)
-        assert params["RetryStrategy"]["Attempts"] == want.retries + 1, step
-        job_def = fake_aws["batch"].describe_job_definitions(jobDefinitions=[params["JobDefinition"]])
-        linux = job_def["jobDefinitions"][0]["containerProperties"].get("linuxParameters", {})
-        assert linux.get("sharedMemorySize", 0) == want.shared_memory, (step, linux)
-        assert_no_secrets(json.dumps(job_def, default=str))
+        assert "kubernetes" not in decos[step] and decos[step]["batch"]["queue"] == want.queue, step
+        assert decos[step]["resources"].get("gpu") == (want.gpus_per_node or None), step
+        assert decos[step]["resources"].get("shared_memory") == (want.shared_memory or None), step
+        assert ("parallel" in decos[step]) == (step in parallel), step
+        assert decos[step].get("retry", {}).get("times", 0) == want.retries, step

@@ -143,18 +143,11 @@ def test_batch_step_decorators():
 
 @pytest.mark.parametrize("profile", REQUIRED_PROFILES + ("local-2nodes",))
 def test_every_step_carries_exactly_the_expected_decorators(profile):
-    """On Metaflow's decorator objects, after the mutator ran (or its refusal, see below)."""
+    """On Metaflow's decorator objects, after the mutator ran."""
     steps, parallel = flow_steps_and_parallel()
     prof = load_compute_profile(profile)
-    needs_parallel = sorted(s for s in steps if prof.for_step(s).nodes > 1 and s not in parallel)
-    if needs_parallel:
-        # the flow's CPT steps are not @parallel (yet): the mutator must refuse, naming the step
-        from metaflow.exception import MetaflowException
-
-        with pytest.raises(MetaflowException, match=f"step '{needs_parallel[0]}': nodes=2 but the step is not "
-                                                    "@parallel"):
-            mutated_flow_class(profile)
-        return
+    assert parallel == {"cpt_embeddings", "cpt_full"}
+    assert all(prof.for_step(s).nodes == 1 for s in steps if s not in parallel), "multi-node step not @parallel"
     actual = compute_decorators(mutated_flow_class(profile))
     plan = compute_plan(prof, steps, parallel)
     for step in steps:

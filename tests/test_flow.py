@@ -16,8 +16,8 @@ def test_every_step_stores_its_artifacts(tiny_run):
     run, _ = tiny_run
     assert run.successful
     steps = {s.id for s in run}
-    assert steps == {"start", "prepare_data", "train_tokenizer", "cpt_embeddings", "cpt_full", "join_cpt",
-                     "sft_lora", "evaluate", "end"}
+    assert steps == {"start", "prepare_data", "train_tokenizer", "start_arm", "cpt_embeddings", "join_embeddings",
+                     "start_full", "cpt_full", "join_full", "join_cpt", "sft_lora", "evaluate", "end"}
     data = run["end"].task.data
     assert data.environment_info["versions"]["torch"].startswith("2.")
     assert data.data_stats["corpus"]["train"]["documents"] > 0
@@ -110,3 +110,13 @@ def test_chat_answers_once_from_a_finished_run(tiny_run):
     # a tiny random model may answer with end-of-turn at once: the command must still run cleanly
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_tensorboard_event_files_are_kept_with_the_run(tiny_run, tmp_path):
+    from azllm.inspect import fetch_tensorboard
+
+    run, _ = tiny_run
+    dest = fetch_tensorboard(run, tmp_path / "tb")
+    got = {p.name for p in dest.iterdir() if any(p.rglob("events.out.tfevents.*"))}
+    # every trained phase; the baseline arm's phase 1 is a pass-through with no events
+    assert got == {"baseline_full", "extend_embeddings", "extend_full", "replace_embeddings", "replace_full", "sft"}

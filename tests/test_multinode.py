@@ -15,6 +15,7 @@ About a minute on 2 cores. Reuses the tiny model and blocks of tests/test_cpt.py
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,21 @@ def test_two_nodes_one_process_each_match_one_node_two_processes(tiny_base, one_
     ours, theirs = _weights(multi.model_dir), _weights(one_node_two_procs.model_dir)
     for name, t in theirs.items():
         torch.testing.assert_close(ours[name], t, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_nodes_without_a_shared_checkpoint_dir_restart_together(tiny_base, one_node_two_procs, tmp_path):  # noqa: F811
+    """Each node has its own work dir (no shared filesystem): after a finished run only node 0 holds
+    the final checkpoint. A rerun must not resume rank 0 alone (deadlock): the gang starts at step 1,
+    says why, and trains the same steps again."""
+    first = _run_gang(tiny_base, tmp_path, nnodes=2, nproc_per_node=1)
+    assert list((tmp_path / "node0" / "checkpoints").glob("step-*")), "node 0 should hold the final checkpoint"
+    again = _run_gang(tiny_base, tmp_path, nnodes=2, nproc_per_node=1)
+    assert "not shared by every node" in (tmp_path / "node0" / "worker.log").read_text()
+    assert again.metrics["resumed_at_steps"] == []
+    starts = [json.loads(line) for line in (tmp_path / "node0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["start_step"] for r in starts if r.get("event") == "start"] == [1, 1]
+    for a, b in zip(again.metrics["history"], first.metrics["history"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
 
 
 GANG_FLOW = '''
@@ -162,3 +178,33 @@ def test_parallel_step_inside_foreach_runs_two_nodes_through_metaflow(tiny_base,
     assert metrics["world_size"] == 2 and metrics["steps"] == TRAIN["max_steps"]
     for a, b in zip(metrics["history"], one_node_two_procs.metrics["history"], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
+
+
+def test_azllm_flow_on_two_local_nodes_trains_the_same_arm_as_one_node(tiny_run):
+    """The real flow with the `local-2nodes` compute profile (configs/tiny-2nodes.toml): each CPT
+    phase of the `replace` arm runs as two @parallel tasks, 1 gloo process each, and matches the
+    tiny run (1 node x 2 processes, same world size) step for step. About 2 min."""
+    from conftest import REPO_ROOT as ROOT
+    from conftest import run_flow
+
+    proc = run_flow("--config", "config", str(ROOT / "configs" / "tiny-2nodes.toml"), "run")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-8000:]
+    from metaflow import Run, namespace
+
+    namespace(None)
+    run = Run(f"AzLLMFlow/{run_id_of(output)}")
+    for step_name in ("cpt_embeddings", "cpt_full"):
+        assert len(list(run[step_name])) == 2, f"{step_name}: expected one task per node"
+    data = run["end"].task.data
+    layouts = data.cpt_layouts["replace"]
+    assert [lay["node_rank"] for lay in layouts] == [0, 1] and {lay["nnodes"] for lay in layouts} == {2}
+    one_node = tiny_run[0]["end"].task.data
+    for phase in ("embeddings", "full"):
+        got, want = data.cpt_metrics["replace"][phase], one_node.cpt_metrics["replace"][phase]
+        assert got["world_size"] == want["world_size"] == 2
+        assert [h["step"] for h in got["history"]] == [h["step"] for h in want["history"]]
+        for a, b in zip(got["history"], want["history"], strict=True):
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (phase, a["step"])
+    assert data.arm_bpb["replace"]["validation"] == pytest.approx(one_node.arm_bpb["replace"]["validation"],
+                                                                  rel=1e-4)

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from azllm.config import CptConfig, ModelConfig, PipelineConfig
+
+if TYPE_CHECKING:
+    from azllm.compute.distributed import TorchrunLayout
 
 
 @dataclass
@@ -20,6 +24,8 @@ class ArmPhaseResult:
     model_dir: Path
     """A Hugging Face model directory, tokenizer files included."""
     metrics: dict = field(default_factory=dict)
+    tensorboard_dir: Path | None = None
+    """The phase's TensorBoard event files (written by global rank 0; None for a pass-through)."""
 
 
 def adapt_base_model(model_cfg: ModelConfig, cpt_cfg: CptConfig, *, tokenizer_dir: Path, out_dir: Path) -> dict:
@@ -41,40 +47,53 @@ def adapt_base_model(model_cfg: ModelConfig, cpt_cfg: CptConfig, *, tokenizer_di
 
 
 def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Path, out_dir: Path,
-               resume_from: Path | None, fail_after_step: int | None) -> ArmPhaseResult:
+               resume_from: Path | None, fail_after_step: int | None,
+               layout: TorchrunLayout | None) -> ArmPhaseResult:
+    from azllm.compute.distributed import TorchrunLayout
     from azllm.compute.hardware import training_processes_per_node
     from azllm.data.packing import pack_corpus
     from azllm.train.cpt import run_cpt_phase
 
     packed = pack_corpus(data_dir / "train.jsonl", model_dir, block_size=cfg.cpt.block_size,
                          num_proc=cfg.cpt.tokenize_num_proc)
+    if layout is None:  # one node, processes from the hardware
+        layout = TorchrunLayout(nproc_per_node=training_processes_per_node(0, cfg.compute.nproc_per_node))
     result = run_cpt_phase(cfg.cpt, phase=phase, model_dir=model_dir, blocks_path=packed.path,
                            out_dir=out_dir / "model", work_dir=out_dir / "work",
-                           nproc_per_node=training_processes_per_node(0, cfg.compute.nproc_per_node),
-                           resume_from=resume_from, fail_after_step=fail_after_step)
+                           resume_from=resume_from, fail_after_step=fail_after_step, **layout.as_kwargs())
     metrics = dict(result.metrics)
     metrics["packed"] = {"blocks": packed.num_blocks, "tokens": packed.num_tokens}
-    return ArmPhaseResult(model_dir=result.model_dir, metrics=metrics)
+    return ArmPhaseResult(model_dir=result.model_dir, metrics=metrics, tensorboard_dir=result.tensorboard_dir)
+
+
+def metrics_path(out_dir: Path) -> Path:
+    """Where the workers of a phase run in `out_dir` append one JSON line per logged step
+    (rank 0 only): what a live card follows."""
+    return Path(out_dir) / "work" / "metrics.jsonl"
 
 
 def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path, data_dir: Path, out_dir: Path,
-                           resume_from: Path | None = None, fail_after_step: int | None = None) -> ArmPhaseResult:
+                           resume_from: Path | None = None, fail_after_step: int | None = None,
+                           layout: TorchrunLayout | None = None) -> ArmPhaseResult:
     """Phase 1 of `arm`: vocabulary adaptation, then embeddings-only training (not for baseline).
 
     `resume_from`: a checkpoint restored by Metaflow's `@checkpoint` (this run's lineage only).
+    `layout`: this node's place in a multi-node gang (`@parallel`); None = one node. Every node
+    adapts the vocabulary itself (the workers read the model from local disk).
     """
     adapted = out_dir / "adapted"
     vocab_stats = adapt_base_model(cfg.model, cfg.cpt, tokenizer_dir=tokenizer_dir, out_dir=adapted)
     if arm == "baseline":
         return ArmPhaseResult(model_dir=adapted, metrics={"skipped": True, "vocab": vocab_stats})
     result = _run_phase(cfg, "embeddings", model_dir=adapted, data_dir=data_dir, out_dir=out_dir,
-                        resume_from=resume_from, fail_after_step=fail_after_step)
+                        resume_from=resume_from, fail_after_step=fail_after_step, layout=layout)
     result.metrics["vocab"] = vocab_stats
     return result
 
 
 def train_full_phase(cfg: PipelineConfig, *, init_dir: Path, data_dir: Path, out_dir: Path,
-                     resume_from: Path | None = None, fail_after_step: int | None = None) -> ArmPhaseResult:
-    """Phase 2: every parameter, from the phase-1 model."""
+                     resume_from: Path | None = None, fail_after_step: int | None = None,
+                     layout: TorchrunLayout | None = None) -> ArmPhaseResult:
+    """Phase 2: every parameter, from the phase-1 model (`layout` as in phase 1)."""
     return _run_phase(cfg, "full", model_dir=init_dir, data_dir=data_dir, out_dir=out_dir,
-                      resume_from=resume_from, fail_after_step=fail_after_step)
+                      resume_from=resume_from, fail_after_step=fail_after_step, layout=layout)

@@ -52,6 +52,30 @@ def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def agreed_latest_checkpoint(checkpoint_dir: str | Path, device: torch.device | None = None) -> Path | None:
+    """Collective: the newest complete checkpoint, if every rank sees the same one, else None.
+
+    Nodes without a shared filesystem each see only their own directory (node 0 holds the
+    finished checkpoints): resuming some ranks and not others would deadlock or diverge, so
+    the whole gang starts from step 0 instead, and says why.
+    """
+    found = latest_checkpoint(checkpoint_dir)
+    if not dist.is_initialized():
+        return found
+    step = int(CHECKPOINT_RE.match(found.name).group(1)) if found else -1
+    low = torch.tensor([step], dtype=torch.int64, device=device)
+    high = low.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if int(low.item()) != int(high.item()):
+        if _rank() == 0:
+            print(f"[checkpoint] ranks see different checkpoints under {checkpoint_dir} (steps {int(low.item())} to "
+                  f"{int(high.item())}; -1 = none): the directory is not shared by every node. Starting from step 0; "
+                  "put the work directory on a filesystem all nodes mount to resume multi-node runs.", flush=True)
+        return None
+    return found
+
+
 def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 

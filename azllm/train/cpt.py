@@ -354,7 +354,7 @@ def train(spec: PhaseSpec) -> None:
         # -------------------------------------------------------------------
         # Resume
         start_step = 0
-        resumed_from = checkpointing.latest_checkpoint(ckpt_dir)
+        resumed_from = checkpointing.agreed_latest_checkpoint(ckpt_dir, device=device)
         if resumed_from is not None:
             state = checkpointing.load_checkpoint(resumed_from, model=model, optimizer=optimizer)
             scheduler.load_state_dict(state["scheduler"])
