@@ -22,9 +22,7 @@ bit-exactly on CPU (tests/test_cpt.py); several nodes need a shared checkpoint_d
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
 import os
 import resource
 import shutil
@@ -198,21 +196,6 @@ def decoder_layers(model) -> list:
     return list(layers)
 
 
-def lr_multiplier(step_index: int, *, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
-    """LR factor for optimizer step ``step_index + 1``: linear warmup that reaches the peak at step
-    ``warmup_steps``, then cosine to ``min_lr_ratio`` exactly at ``max_steps``.
-
-    Unlike transformers' cosine schedules (factor 0 at the first step), no step is spent at lr 0:
-    with a handful of steps (the demo's 6) that first step would be a sixth of the training.
-    """
-    step = step_index + 1
-    if step <= warmup_steps:
-        return step / warmup_steps
-    peak = max(warmup_steps, 1)  # without warmup, step 1 is the peak
-    progress = min(1.0, (step - peak) / max(1, max_steps - peak))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def flops_per_token(num_params: int, num_layers: int, seq_len: int, hidden: int) -> int:
     """Training FLOPs per token (DESIGN section 6): 6N for the matmuls + 6 L T H for attention."""
     return 6 * num_params + 6 * num_layers * seq_len * hidden
@@ -284,6 +267,7 @@ def train(spec: PhaseSpec) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor import DTensor
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
     from azllm.model.kernels import apply_liger
     from azllm.model.load import load_model
@@ -354,8 +338,9 @@ def train(spec: PhaseSpec) -> None:
                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=tc.lr, betas=(0.9, 0.95),
                                       eps=1e-8, fused=use_cuda)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-            lr_multiplier, warmup_steps=tc.warmup_steps, max_steps=tc.max_steps, min_lr_ratio=tc.min_lr_ratio))
+        scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer, num_warmup_steps=tc.warmup_steps, num_training_steps=tc.max_steps,
+            min_lr_rate=tc.min_lr_ratio)
 
         # -------------------------------------------------------------------
         # Data
