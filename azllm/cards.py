@@ -359,33 +359,21 @@ def _headline(bpb: dict[str, dict[str, float]], metrics: dict, sft: dict) -> str
 # ---------------------------------------------------------------------------
 
 
-def read_jsonl_history(path: Path) -> list[dict[str, Any]]:
-    """The per-step records of a CPT worker's metrics.jsonl written so far (no `event` records)."""
-    if not Path(path).is_file():
-        return []
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line being written right now
-            continue
-        if "loss" in row and "step" in row and "event" not in row:
-            rows.append(row)
-    return rows
-
-
 @contextmanager
 def live_training_card(card: Any, metrics_path: Path, *, max_steps: int, title: str,
                        every_s: float = 10.0) -> Iterator[None]:
     """While the body runs, poll `metrics_path` (JSON lines from the CPT workers) and redraw a
     progress bar, the latest numbers and the loss curve on `card` (Metaflow's `current.card`).
 
-        with live_training_card(current.card, out / "work" / "metrics.jsonl", max_steps=400, title="extend"):
+        with live_training_card(current.card, metrics_path(out), max_steps=400, title="extend"):
             result = train_full_phase(...)
 
     The step needs `@card(refresh_interval=...)`; Metaflow rate-limits `card.refresh()` itself.
+    The file is read with the trainer's own reader (`azllm.train.cpt.read_metrics_records`).
     The live components are removed at the end so the final card holds only `cpt_card`.
     """
+    from azllm.train.cpt import read_metrics_records, step_history
+
     bar = ProgressBar(max=max(max_steps, 1), label=f"{title}: optimizer steps", value=0)
     text = Markdown(f"# {title}\nwaiting for the first logged step…")
     placeholder = Figure(figsize=(7, 3), layout="tight")
@@ -407,7 +395,7 @@ def live_training_card(card: Any, metrics_path: Path, *, max_steps: int, title: 
                 return
 
     def redraw(seen: int) -> int:
-        history = read_jsonl_history(Path(metrics_path))
+        history = step_history(read_metrics_records(metrics_path))
         if len(history) > seen:
             last = history[-1]
             bar.update(int(last["step"]), metadata=f"{last.get('tokens_per_s', 0):,.0f} tokens/s")

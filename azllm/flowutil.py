@@ -64,6 +64,20 @@ def save_dir(name: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@contextmanager
+def live_phase_dir(name: str, *, max_steps: int, title: str) -> Iterator[Path]:
+    """`save_dir` for one CPT phase, with the step's live card following its workers' metrics
+    (needs `@card(refresh_interval=...)` on the step)."""
+    from metaflow import current
+
+    from azllm.cards import live_training_card
+    from azllm.train.arms import metrics_path
+
+    with save_dir(name) as out, live_training_card(current.card, metrics_path(out), max_steps=max_steps,
+                                                   title=title):
+        yield out
+
+
 def store_phase(result: Any, label: str) -> tuple[dict, dict, dict | None]:
     """(metrics, model reference, TensorBoard reference or None) of one CPT phase, stored with
     metaflow-checkpoint's `current.model.save` so later steps and notebooks can load them."""

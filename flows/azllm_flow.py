@@ -104,17 +104,17 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_embeddings(self):
         """Phase 1: adapt the vocabulary (FVT init) and train the embeddings only."""
-        from azllm.cards import cpt_card, live_training_card
+        from azllm.cards import cpt_card
         from azllm.compute.distributed import torchrun_layout
         from azllm.faults import fail_after_train_step
-        from azllm.flowutil import begin_step, save_dir, store_phase
-        from azllm.train.arms import metrics_path, train_embeddings_phase
+        from azllm.flowutil import begin_step, live_phase_dir, store_phase
+        from azllm.train.arms import train_embeddings_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_embeddings", self.config)
         layout = torchrun_layout(cfg.compute, "cpt_embeddings")
-        with save_dir(f"cpt-embeddings-{self.arm}") as out, live_training_card(
-                current.card, metrics_path(out), max_steps=cfg.cpt.embeddings.max_steps, title=f"{self.arm}: phase 1"):
+        with live_phase_dir(f"cpt-embeddings-{self.arm}", max_steps=cfg.cpt.embeddings.max_steps,
+                            title=f"{self.arm}: phase 1") as out:
             result = train_embeddings_phase(cfg, arm=self.arm,
                                             tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
                                             data_dir=Path(current.model.loaded["data"]), out_dir=out,
@@ -152,17 +152,17 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_full(self):
         """Phase 2: all parameters at a lower learning rate."""
-        from azllm.cards import cpt_card, live_training_card
+        from azllm.cards import cpt_card
         from azllm.compute.distributed import torchrun_layout
         from azllm.faults import fail_after_train_step
-        from azllm.flowutil import begin_step, save_dir, store_phase
-        from azllm.train.arms import metrics_path, train_full_phase
+        from azllm.flowutil import begin_step, live_phase_dir, store_phase
+        from azllm.train.arms import train_full_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_full", self.config)
         layout = torchrun_layout(cfg.compute, "cpt_full")
-        with save_dir(f"cpt-full-{self.arm}") as out, live_training_card(
-                current.card, metrics_path(out), max_steps=cfg.cpt.full.max_steps, title=f"{self.arm}: phase 2"):
+        with live_phase_dir(f"cpt-full-{self.arm}", max_steps=cfg.cpt.full.max_steps,
+                            title=f"{self.arm}: phase 2") as out:
             result = train_full_phase(cfg, init_dir=Path(current.model.loaded["embeddings_model"]),
                                       data_dir=Path(current.model.loaded["data"]), out_dir=out,
                                       resume_from=loaded_checkpoint_for_this_run(),

@@ -59,17 +59,24 @@ def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Pa
     if layout is None:  # one node, processes from the hardware
         layout = TorchrunLayout(nproc_per_node=training_processes_per_node(0, cfg.compute.nproc_per_node))
     result = run_cpt_phase(cfg.cpt, phase=phase, model_dir=model_dir, blocks_path=packed.path,
-                           out_dir=out_dir / "model", work_dir=out_dir / "work",
+                           out_dir=out_dir / "model", work_dir=phase_work_dir(out_dir),
                            resume_from=resume_from, fail_after_step=fail_after_step, **layout.as_kwargs())
     metrics = dict(result.metrics)
     metrics["packed"] = {"blocks": packed.num_blocks, "tokens": packed.num_tokens}
     return ArmPhaseResult(model_dir=result.model_dir, metrics=metrics, tensorboard_dir=result.tensorboard_dir)
 
 
+def phase_work_dir(out_dir: Path) -> Path:
+    """The workers' spec, checkpoints, TensorBoard events and metrics of a phase run in `out_dir`."""
+    return Path(out_dir) / "work"
+
+
 def metrics_path(out_dir: Path) -> Path:
     """Where the workers of a phase run in `out_dir` append one JSON line per logged step
     (rank 0 only): what a live card follows."""
-    return Path(out_dir) / "work" / "metrics.jsonl"
+    from azllm.train.cpt import METRICS_FILE
+
+    return phase_work_dir(out_dir) / METRICS_FILE
 
 
 def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path, data_dir: Path, out_dir: Path,

@@ -36,13 +36,19 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a ``step-XXXXXX`` directory; None for any other name."""
+    m = CHECKPOINT_RE.match(Path(path).name)
+    return int(m.group(1)) if m else None
+
+
 def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
     """Complete checkpoints, oldest first (half-written ``.tmp-*`` directories are ignored)."""
     d = Path(checkpoint_dir)
     if not d.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in d.iterdir()
-             if (m := CHECKPOINT_RE.match(p.name)) and (p / COMPLETE_MARKER).is_file()]
+    found = [(step, p) for p in d.iterdir()
+             if (step := checkpoint_step(p)) is not None and (p / COMPLETE_MARKER).is_file()]
     return [p for _, p in sorted(found)]
 
 
@@ -62,7 +68,7 @@ def agreed_latest_checkpoint(checkpoint_dir: str | Path, device: torch.device | 
     found = latest_checkpoint(checkpoint_dir)
     if not dist.is_initialized():
         return found
-    step = int(CHECKPOINT_RE.match(found.name).group(1)) if found else -1
+    step = checkpoint_step(found) if found else -1
     low = torch.tensor([step], dtype=torch.int64, device=device)
     high = low.clone()
     dist.all_reduce(low, op=dist.ReduceOp.MIN)

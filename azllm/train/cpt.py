@@ -472,19 +472,37 @@ def main(argv: list[str] | None = None) -> None:
 # ---------------------------------------------------------------------------
 
 
+METRICS_FILE = "metrics.jsonl"
+"""Under a phase's work dir: one JSON line per logged step, plus `event` lines (start, resume); rank 0 writes it."""
+
+
+def read_metrics_records(metrics_path: str | Path) -> list[dict[str, Any]]:
+    """Every complete line of a metrics file; a line being written right now is skipped, so the
+    file can be read while the workers append to it (the live card does)."""
+    path = Path(metrics_path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def step_history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-step records in step order; after a resume the last record of a step wins."""
+    by_step = {rec["step"]: rec for rec in records if "step" in rec and "loss" in rec and "event" not in rec}
+    return [by_step[s] for s in sorted(by_step)]
+
+
 def read_metrics(metrics_path: str | Path) -> dict[str, Any]:
     """Summarise a metrics JSONL: per-step history (last record per step wins) + headline numbers."""
-    by_step: dict[int, dict] = {}
-    resumes, start = [], {}
-    for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec.get("event") == "resume":
-            resumes.append(rec["resume_step"])
-        elif rec.get("event") == "start":
-            start = rec
-        elif "step" in rec and "event" not in rec:
-            by_step[rec["step"]] = rec
-    history = [by_step[s] for s in sorted(by_step)]
+    records = read_metrics_records(metrics_path)
+    resumes = [rec["resume_step"] for rec in records if rec.get("event") == "resume"]
+    start = next((rec for rec in reversed(records) if rec.get("event") == "start"), {})
+    history = step_history(records)
     if not history:
         return {"history": [], "steps": 0, "resumed_at_steps": resumes}
     last = history[-1]
@@ -531,7 +549,7 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
                      blocks_path=str(blocks_path.resolve()), out_dir=str(out_dir.resolve()),
                      checkpoint_dir=str((work_dir / "checkpoints").resolve()),
                      tensorboard_dir=str((work_dir / "tensorboard").resolve()),
-                     metrics_path=str((work_dir / "metrics.jsonl").resolve()),
+                     metrics_path=str((work_dir / METRICS_FILE).resolve()),
                      mixed_precision=cfg.mixed_precision, liger=cfg.liger, seed=cfg.seed,
                      fail_after_step=fail_after_step)
     spec_path = work_dir / "spec.json"
@@ -543,8 +561,7 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     run_torchrun(cmd, work_dir / "worker.log")
     if node_rank == 0 and not (out_dir / "config.json").is_file():
         raise RuntimeError(f"workers exited cleanly but wrote no model to {out_dir}; see {work_dir / 'worker.log'}")
-    metrics_file = Path(spec.metrics_path)  # written by global rank 0 only (node_rank 0)
-    metrics = read_metrics(metrics_file) if metrics_file.is_file() else {"history": [], "steps": 0}
+    metrics = read_metrics(spec.metrics_path)  # written by global rank 0 only (node_rank 0)
     return PhaseResult(model_dir=out_dir, metrics=metrics,
                        checkpoint_dir=Path(spec.checkpoint_dir), tensorboard_dir=Path(spec.tensorboard_dir))
 
