@@ -50,7 +50,7 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> C
 
 def load_chat_model(spec: ChatModel):
     """(model, tokenizer) ready for generation; the adapter is applied when given."""
-    from azllm.eval.report import load_model_and_tokenizer
+    from azllm.eval.load import load_model_and_tokenizer
 
     return load_model_and_tokenizer(spec.model_dir, spec.tokenizer_dir, spec.adapter_dir)
 

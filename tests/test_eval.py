@@ -22,6 +22,7 @@ from test_sft import (  # shared tiny fixtures
 )
 
 from azllm.config import EvalConfig
+from azllm.data.sft import read_chat_messages
 from azllm.eval.bpb import evaluate_bpb, evaluate_bpb_files, read_texts, score_windows
 from azllm.eval.generation import (
     aggregate_repetition,
@@ -32,7 +33,6 @@ from azllm.eval.generation import (
 )
 from azllm.eval.report import ModelSpec, evaluate_models
 from azllm.eval.scores import answer_questions, chrf, reference_answers
-from azllm.train.sft import read_chat_records
 
 OTHER_DOMAIN = SFT_DIR.parent / "az_eval_other_domain.jsonl"
 
@@ -164,7 +164,7 @@ def test_generation_has_a_fixed_length_and_is_greedy(tiny):
 
 def test_answer_questions_prompts_without_the_answer(tiny):
     model, tokenizer, _ = tiny
-    records = read_chat_records(SFT_DIR / "validation.jsonl")[:2]
+    records = read_chat_messages(SFT_DIR / "validation.jsonl")[:2]
     answers = answer_questions(model, tokenizer, records, max_new_tokens=6)
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     assert reference_answers(records) == [r[-1]["content"] for r in records]

@@ -24,10 +24,11 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-import azllm.model.load as load_mod
+import azllm.model.registry as registry
 from azllm.config import ModelConfig, TinyModelConfig
 from azllm.model.kernels import apply_liger
-from azllm.model.load import load_model, materialize_base_model, resolve_model_dir
+from azllm.model.load import load_model, materialize_base_model
+from azllm.model.registry import resolve_model_dir
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
 
@@ -76,7 +77,7 @@ def test_failed_conversion_leaves_no_cache(tmp_path, monkeypatch):
         (out_dir / "config.json").write_text("{}")  # half written, then killed
         raise RuntimeError("killed mid-conversion")
 
-    monkeypatch.setattr(load_mod, "_convert_smollm2", broken)
+    monkeypatch.setattr(registry, "_convert_smollm2", broken)
     with pytest.raises(RuntimeError, match="killed"):
         resolve_model_dir("smollm2-135m")
     assert list((tmp_path / "models").iterdir()) == [], "no target and no temp dir may be left behind"

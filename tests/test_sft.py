@@ -17,15 +17,10 @@ import pytest
 import torch
 
 from azllm.config import ConfigError, LoraConfig, SftConfig
-from azllm.train.sft import (
-    assistant_token_loss,
-    build_sft_trainer,
-    fit_record,
-    prepare_records,
-    read_chat_records,
-    run_sft,
-    tokenize_chat,
-)
+from azllm.data.sft import read_chat_messages
+from azllm.eval.loss import assistant_token_loss
+from azllm.tokenizer.chat_records import fit_record, tokenize_chat
+from azllm.train.sft import build_sft_trainer, prepare_records, run_sft
 
 SFT_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "az_sft"
 
@@ -70,7 +65,7 @@ def tiny_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def records():
-    return read_chat_records(SFT_DIR / "train.jsonl")[:16]
+    return read_chat_messages(SFT_DIR / "train.jsonl")[:16]
 
 
 def _load(model_dir):

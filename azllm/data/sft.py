@@ -23,6 +23,8 @@ from azllm.data.corpus import AtomicJsonl, unit_hash
 from azllm.data.readers import BadLines, DataError, iter_records
 
 ROLES = ("system", "user", "assistant")
+Messages = list[dict[str, str]]
+"""One conversation: [{"role": ..., "content": ...}, ...], the assistant speaking last."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,12 @@ def read_chat_records(source: str, *, skip_bad_lines: bool = False,
             if counter is not None:
                 counter.add(e)
     return records
+
+
+def read_chat_messages(source: str | Path) -> list[Messages]:
+    """Validated chat records as plain message lists, the form tokenizers and trainers take."""
+    return [[{"role": m["role"], "content": m["content"]} for m in r["messages"]]
+            for r in read_chat_records(str(source))]
 
 
 def prepare_sft(cfg: DataConfig, out_dir: Path) -> PreparedSft:

@@ -19,21 +19,13 @@ from pathlib import Path
 
 import torch
 
+from azllm.eval.load import load_model_and_tokenizer
+from azllm.eval.loss import pad_batch
+
 DEFAULT_CONTEXT_LENGTH = 2048
 """Used when the model config names no `max_position_embeddings`."""
 MAX_BATCH_TOKENS = 8192
 """Padded tokens per forward pass: bounds the (B, T, vocab) logits (8192 x 49k fp32 = 1.6 GB)."""
-
-
-def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (input_ids, attention_mask), both (B, T): the batch layout BPB and SFT scoring share."""
-    width = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, ids in enumerate(sequences):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        attention[i, :len(ids)] = 1
-    return input_ids, attention
 
 
 def _prefix_id(tokenizer) -> int:
@@ -144,8 +136,6 @@ def read_texts(path: Path | str, text_field: str = "text") -> list[str]:
 def evaluate_bpb_files(model_dir: Path | str, tokenizer_dir: Path | str, files: dict[str, Path], *,
                        max_documents: int = 0, **kwargs) -> dict[str, dict]:
     """BPB of one model on several files, loading the model once: {name: evaluate_bpb(...) result}."""
-    from azllm.eval.report import load_model_and_tokenizer
-
     model, tokenizer = load_model_and_tokenizer(model_dir, tokenizer_dir)
     return {name: evaluate_bpb(model, tokenizer, read_texts(path), max_documents=max_documents, **kwargs)
             for name, path in files.items()}

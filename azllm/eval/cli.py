@@ -27,7 +27,7 @@ def _bpb(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from azllm.eval.bpb import evaluate_bpb, read_texts
-    from azllm.eval.report import load_model_and_tokenizer
+    from azllm.eval.load import load_model_and_tokenizer
 
     data = Path(args.data)
     if not data.is_file():

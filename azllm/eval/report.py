@@ -47,34 +47,22 @@ class EvalReport:
     chart_path: Path | None = None
 
 
-def load_model_and_tokenizer(model_dir: Path | str, tokenizer_dir: Path | str, adapter_dir: Path | str | None = None):
-    """Model (with the LoRA adapter applied when given) and tokenizer, through the shared loaders."""
-    from azllm.model.load import load_model
-    from azllm.tokenizer.load import load_tokenizer
-
-    model = load_model(model_dir)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_dir)
-    model.eval()
-    return model, load_tokenizer(tokenizer_dir)
-
-
 def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dict[str, Path],
                     sft_validation: Path | None, out_dir: Path) -> EvalReport:
     """Score every model on the same files and prompts; see the module docstring."""
     import pandas as pd
 
+    from azllm.data.sft import read_chat_messages
     from azllm.eval.bpb import evaluate_bpb, read_texts
     from azllm.eval.generation import aggregate_repetition, generate_samples
+    from azllm.eval.load import load_model_and_tokenizer
+    from azllm.eval.loss import assistant_token_loss
     from azllm.eval.scores import answer_questions, chrf, reference_answers
-    from azllm.train.sft import assistant_token_loss, read_chat_records
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     texts = {name: read_texts(path) for name, path in files.items()}
-    questions = read_chat_records(sft_validation)[:cfg.max_sft_questions] if sft_validation else []
+    questions = read_chat_messages(sft_validation)[:cfg.max_sft_questions] if sft_validation else []
 
     metrics: dict[str, dict[str, Any]] = {}
     generations: list[dict[str, str]] = []

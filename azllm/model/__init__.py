@@ -1,17 +1,15 @@
 """azllm.model: base model directories, vocabulary adaptation, optional GPU kernels.
 
-- :mod:`azllm.model.load`: ``resolve_model_dir``, ``materialize_base_model``, ``load_model``
+- :mod:`azllm.model.registry`: ``resolve_model_dir`` for names (``BUILTIN_MODELS``); the leaf the
+  tokenizer loader may import too
+- :mod:`azllm.model.load`: ``materialize_base_model``, ``load_model``
 - :mod:`azllm.model.vocab`: ``adapt_vocabulary`` (copy shared rows, FVT/mean/random for new ones)
 - :mod:`azllm.model.kernels`: ``apply_liger`` (CUDA only; a no-op on CPU)
 """
 
 from azllm.model.kernels import apply_liger
-from azllm.model.load import (
-           BUILTIN_MODELS,
-           load_model,
-           materialize_base_model,
-           resolve_model_dir,
-)
+from azllm.model.load import load_model, materialize_base_model
+from azllm.model.registry import BUILTIN_MODELS, resolve_model_dir
 from azllm.model.vocab import adapt_vocabulary
 
 __all__ = ["BUILTIN_MODELS", "adapt_vocabulary", "apply_liger", "load_model", "materialize_base_model",

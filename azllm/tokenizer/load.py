@@ -15,7 +15,7 @@ LLAMA3_ALIASES = ("llama-3.2", "llama-3", "llama3", "llama-3.1", "llama3.2")
 
 
 def _builtin_models() -> tuple[str, ...]:
-    from azllm.model.load import BUILTIN_MODELS
+    from azllm.model.registry import BUILTIN_MODELS
 
     return tuple(BUILTIN_MODELS)
 
@@ -45,7 +45,7 @@ def load_tokenizer(name_or_dir: str | Path) -> PreTrainedTokenizerFast:
         raise ValueError(f"tokenizer path {path} is a file, not a directory; pass the directory that "
                          "holds tokenizer.json")
     if name in _builtin_models():
-        from azllm.model.load import resolve_model_dir
+        from azllm.model.registry import resolve_model_dir
 
         return _from_dir(resolve_model_dir(name))
     if name.startswith((".", "/", "~")) or name.count("/") > 1:

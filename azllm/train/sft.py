@@ -28,12 +28,11 @@ from typing import Any
 import torch
 
 from azllm.config import SftConfig
-from azllm.eval.bpb import pad_batch
+from azllm.data.sft import Messages, read_chat_messages
+from azllm.eval.loss import assistant_token_loss
+from azllm.tokenizer.chat_records import fit_record, tokenize_chat
 
 logger = logging.getLogger(__name__)
-
-Messages = list[dict[str, str]]
-
 
 @dataclass
 class SftResult:
@@ -64,67 +63,6 @@ class PreparedRecords:
 # ---------------------------------------------------------------------------
 # Records and masks
 # ---------------------------------------------------------------------------
-
-
-def read_chat_records(path: Path | str) -> list[Messages]:
-    """Validated chat records (the data layer's reader: file:line errors) as plain message lists."""
-    from azllm.data.sft import read_chat_records as read_validated
-
-    return [[{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in read_validated(str(path))]
-
-
-def tokenize_chat(tokenizer, messages: Messages) -> tuple[list[int], list[int]]:
-    """Token ids of a rendered conversation and its assistant mask (1 = token inside `{% generation %}`)."""
-    out = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True)
-    ids = list(out["input_ids"])
-    mask = list(out["assistant_masks"])
-    assert len(ids) == len(mask), f"{len(ids)} ids but {len(mask)} mask entries"
-    return ids, mask
-
-
-def _num_tokens(tokenizer, messages: Messages) -> int:
-    return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
-
-
-def fit_record(tokenizer, messages: Messages, max_length: int) -> tuple[Messages | None, bool]:
-    """Cut the prompt side of one record to `max_length` tokens; (None, False) if the answer cannot fit.
-
-    Returns (messages, truncated). Order of cuts: drop the earliest non-system turns
-    (keeping the last user turn and the final assistant answer), then cut the last
-    user text from the left, as little as needed (binary search on characters kept).
-    """
-    if not messages or messages[-1]["role"] != "assistant":
-        return None, False
-    if _num_tokens(tokenizer, messages) <= max_length:
-        return messages, False
-    system = messages[:1] if messages[0]["role"] == "system" else []
-    rest = messages[len(system):]
-    # 1. Drop earliest turns; keep the conversation starting on a user turn.
-    while len(rest) > 2:
-        rest = rest[1:]
-        while len(rest) > 1 and rest[0]["role"] != "user":
-            rest = rest[1:]
-        if _num_tokens(tokenizer, system + rest) <= max_length:
-            return system + rest, True
-    answer = rest[-1]
-    user = rest[0] if len(rest) == 2 else {"role": "user", "content": ""}
-
-    def candidate(keep_chars: int) -> Messages:
-        text = user["content"][len(user["content"]) - keep_chars:] if keep_chars else ""
-        return system + [{"role": user["role"], "content": text}, answer]
-
-    # 2. The answer alone (empty user text) must fit, else drop the record.
-    if _num_tokens(tokenizer, candidate(0)) > max_length:
-        return None, False
-    lo, hi = 0, len(user["content"])  # invariant: candidate(lo) fits, candidate(hi) does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _num_tokens(tokenizer, candidate(mid)) <= max_length:
-            lo = mid
-        else:
-            hi = mid
-    return candidate(lo), True
 
 
 def prepare_records(tokenizer, records: Sequence[Messages], max_length: int) -> PreparedRecords:
@@ -160,52 +98,6 @@ def prepare_records(tokenizer, records: Sequence[Messages], max_length: int) -> 
         raise ValueError(f"no chat record fits max_length={max_length} ({out.num_dropped} dropped); "
                          "raise sft.max_length")
     return out
-
-
-# ---------------------------------------------------------------------------
-# Assistant-token loss
-# ---------------------------------------------------------------------------
-
-
-@torch.inference_mode()
-def assistant_token_loss(model, tokenizer, records: Sequence[Messages], *, max_length: int | None = None,
-                         batch_size: int = 8) -> float:
-    """Mean negative log-likelihood (nats) per assistant token, summed over all records then divided.
-
-    Records are fitted to `max_length` like the training records (dropped ones are skipped).
-    """
-    examples = []
-    for messages in records:
-        if max_length is not None:
-            messages, _ = fit_record(tokenizer, messages, max_length)
-            if messages is None:
-                continue
-        ids, mask = tokenize_chat(tokenizer, messages)
-        if sum(mask):
-            examples.append((ids, mask))
-    if not examples:
-        return float("nan")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    examples.sort(key=lambda e: len(e[0]))
-    total_nll, total_tokens = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start:start + batch_size]
-        input_ids, attention = pad_batch([ids for ids, _ in batch], pad_id)
-        labels = torch.full(input_ids.shape, -100, dtype=torch.long)
-        for i, (ids, mask) in enumerate(batch):
-            labels[i, :len(ids)] = torch.where(torch.tensor(mask) == 1, torch.tensor(ids), -100)
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
-        targets = labels[:, 1:].to(device)  # (B, T-1)
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets,
-                                                ignore_index=-100, reduction="sum")
-        total_nll += nll.item()
-        total_tokens += int((targets != -100).sum())
-    if was_training:
-        model.train()
-    return total_nll / total_tokens
 
 
 # ---------------------------------------------------------------------------
@@ -303,8 +195,8 @@ def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path:
     tokenizer = load_tokenizer(tokenizer_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train = prepare_records(tokenizer, read_chat_records(train_path), cfg.max_length)
-    validation = read_chat_records(validation_path)
+    train = prepare_records(tokenizer, read_chat_messages(train_path), cfg.max_length)
+    validation = read_chat_messages(validation_path)
     logger.info("sft: %d training records (%d truncated, %d dropped), %d assistant tokens; %d validation records",
                 len(train.records), train.num_truncated, train.num_dropped, train.num_loss_tokens,
                 len(validation))
