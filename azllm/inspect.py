@@ -1,7 +1,8 @@
 """Read finished (or running) AzLLMFlow runs through the Metaflow client: tables and figures.
 
 Used by `notebooks/inspect_runs.ipynb`; every function takes a `metaflow.Run` (or a run id)
-and returns a pandas DataFrame or a matplotlib figure, so they also work in a plain shell:
+and returns a pandas DataFrame or a matplotlib figure, so they also work in a plain shell.
+The tables and figures are `azllm.tables` and `azllm.plots`, the same ones the cards show:
 
     >>> from azllm import inspect as azi
     >>> run = azi.get_run()                    # latest successful run, or AZLLM_RUN_ID
@@ -21,14 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from azllm.cards import (
+from azllm import plots
+from azllm.tables import (
     corpus_rows,
     generations_side_by_side,
     history_frame,
-    plot_bpb,
-    plot_cpt_curves,
-    plot_fertility,
-    plot_sft_loss,
+    metrics_rows,
     sft_rows,
     throughput_rows,
 )
@@ -164,8 +163,6 @@ def throughput_table(run: Any) -> pd.DataFrame:
 
 def eval_table(run: Any) -> pd.DataFrame:
     """Final evaluation, one row per model (base, cpt, sft): BPB per file, repetition, chrF, assistant loss."""
-    from azllm.cards import metrics_rows
-
     return pd.DataFrame(metrics_rows(_end_data(run).metrics)).set_index("model")
 
 
@@ -176,51 +173,28 @@ def generations_table(run: Any) -> pd.DataFrame:
 
 def plot_loss_curves(run: Any):
     """CPT loss / LR / throughput / memory per arm (dashed: phase 1) from the stored metrics."""
-    return plot_cpt_curves(_end_data(run).cpt_metrics)
+    return plots.plot_cpt_curves(_end_data(run).cpt_metrics)
 
 
 def plot_bpb_chart(run: Any):
-    return plot_bpb(_end_data(run).arm_bpb)
+    return plots.plot_bpb(_end_data(run).arm_bpb)
 
 
 def plot_fertility_chart(run: Any):
-    return plot_fertility(_end_data(run).fertility)
+    return plots.plot_fertility(_end_data(run).fertility)
 
 
 def plot_sft_curve(run: Any):
-    return plot_sft_loss(_end_data(run).sft_metrics)
+    return plots.plot_sft_loss(_end_data(run).sft_metrics)
 
 
 def plot_overview(run: Any):
     """The notebook's main figure: CPT loss per arm, bits per byte, fertility, SFT loss in one 2x2 grid."""
-    from matplotlib.figure import Figure
-
+    run = _as_run(run)
     data = _end_data(run)
-    fig = Figure(figsize=(12, 7.5), layout="tight")
-    axes = fig.subplots(2, 2)
-    (ax_loss, ax_bpb), (ax_fert, ax_sft) = axes
-    hist = history_frame(data.cpt_metrics)
-    if not hist.empty:
-        for (arm, phase), part in hist.groupby(["arm", "phase"], sort=False):
-            color = f"C{list(data.cpt_metrics).index(arm)}"
-            ax_loss.plot(part["global_step"], part["loss"], "--" if phase == "embeddings" else "-",
-                         marker=".", color=color, label=f"{arm} {phase}")
-        ax_loss.legend(fontsize=7)
-    ax_loss.set(title="CPT training loss (nats/token; dashed: phase 1)", xlabel="optimizer step")
-    pd.DataFrame(data.arm_bpb).T.plot.bar(ax=ax_bpb, rot=0)
-    ax_bpb.set(title=f"bits per byte (lower is better); chosen arm: {data.chosen_arm}", ylabel="BPB")
-    fert = pd.DataFrame(data.fertility)
-    fert.pivot_table(index="tokenizer", columns="data", values="fertility", sort=False).plot.bar(ax=ax_fert, rot=15)
-    ax_fert.set(title="fertility (tokens per word; lower is better)", xlabel="")
-    sft = data.sft_metrics.get("train_loss_history") or []
-    ax_sft.plot([h["step"] for h in sft], [h["loss"] for h in sft], marker=".", label="train")
-    for key, style in (("eval_assistant_loss_before", ":"), ("eval_assistant_loss_after", "--")):
-        if data.sft_metrics.get(key) is not None:
-            ax_sft.axhline(data.sft_metrics[key], linestyle=style, color="grey", label=key[5:].replace("_", " "))
-    ax_sft.set(title="LoRA SFT loss (assistant tokens)", xlabel="optimizer step")
-    ax_sft.legend(fontsize=7)
-    fig.suptitle(f"{FLOW_NAME}/{_as_run(run).id}  preset {_preset_of(_as_run(run))!r}")
-    return fig
+    return plots.plot_overview(cpt_metrics=data.cpt_metrics, arm_bpb=data.arm_bpb, fertility=data.fertility,
+                               sft_metrics=data.sft_metrics, chosen_arm=data.chosen_arm,
+                               title=f"{FLOW_NAME}/{run.id}  preset {_preset_of(run)!r}")
 
 
 # ---------------------------------------------------------------------------

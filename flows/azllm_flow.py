@@ -83,7 +83,7 @@ class AzLLMFlow(FlowSpec):
             self.fertility = result.table
             self.tokenizers = {arm: current.model.save(str(path), label=f"tokenizer_{arm}", storage_format="files")
                                for arm, path in result.arm_tokenizers.items()}
-            current.card.extend(tokenizer_card(result.table, result.chart_path))
+            current.card.extend(tokenizer_card(result.table))
         self.arms = list(cfg.cpt.arms)
         self.next(self.start_arm, foreach="arms")
 

@@ -153,7 +153,7 @@ def test_cpt_card_of_a_pass_through_phase_says_so():
 
 
 def test_phase_two_of_every_arm_starts_after_the_longest_phase_one():
-    from azllm.cards import history_frame
+    from azllm.tables import history_frame
 
     df = history_frame(CPT_METRICS)
     assert df[(df.arm == "baseline") & (df.phase == "full")].global_step.min() == 4
@@ -161,7 +161,7 @@ def test_phase_two_of_every_arm_starts_after_the_longest_phase_one():
 
 
 def test_generations_side_by_side_has_one_column_per_model():
-    from azllm.cards import generations_side_by_side
+    from azllm.tables import generations_side_by_side
 
     gens = [{"model": m, "prompt": p, "text": f"{m}:{p}"} for p in ("a", "b") for m in ("base", "cpt", "sft")]
     wide = generations_side_by_side(gens)

@@ -15,12 +15,12 @@ from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
 
 from azllm.config import TokenizerConfig
+from azllm.plots import plot_fertility
 from azllm.tokenizer import cli
 from azllm.tokenizer.load import load_tokenizer
 from azllm.tokenizer.metrics import (
     CONTEXT_TOKENS,
     fertility_table,
-    plot_fertility,
     tokenizer_metrics,
 )
 from azllm.tokenizer.stage import run_tokenizer_stage
@@ -73,8 +73,10 @@ def test_fertility_table_and_chart(gpt2_dir, tmp_path):
     tok = load_tokenizer(str(gpt2_dir))
     df = fertility_table({"a": tok, "b": tok}, ["salam dünya", "bir iki üç"])
     assert list(df["tokenizer"]) == ["a", "b"] and {"fertility", "words_per_context"} <= set(df.columns)
-    path = plot_fertility(df, tmp_path / "f.png")
-    assert path.is_file() and path.stat().st_size > 1000
+    fig = plot_fertility(df)
+    assert [len(ax.patches) for ax in fig.axes[:2]] == [2, 2], "one bar per tokenizer in each panel"
+    fig.savefig(tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 1000
 
 
 def test_load_errors_name_the_path(tmp_path):
@@ -113,7 +115,7 @@ def test_run_tokenizer_stage(small_files, gpt2_dir, tmp_path):
     assert len(res.table) == 2 * len(names)
     fert = {(r["tokenizer"], r["data"]): r["fertility"] for r in res.table}
     assert fert[("bbpe-1200", "train")] < fert[("bbpe-800", "train")]
-    assert res.chart_path.is_file()
+    assert (tmp_path / "stage" / "fertility.csv").is_file()
     assert json.loads((tmp_path / "stage" / "fertility.json").read_text()) == res.table
 
 

@@ -10,7 +10,7 @@ The flow's `evaluate` step makes one call:
     ...     sft_validation=sft_val_path, out_dir=Path("runs/eval"))
     >>> report.tables["bpb"]
 
-Writes `metrics.json`, `generations.jsonl`, one CSV per table and `bpb.png` to `out_dir`.
+Writes `metrics.json`, `generations.jsonl` and one CSV per table to `out_dir` (the cards draw the charts).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class EvalReport:
     """pandas DataFrames: `bpb` (model x file), `repetition` (model x measure), `sft` (model x chrf, loss)."""
     generations: list[dict[str, str]] = field(default_factory=list)
     """{"model", "prompt", "text"} for every fixed prompt (and every answered question, kind "qa")."""
-    chart_path: Path | None = None
 
 
 def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dict[str, Path],
@@ -102,24 +101,4 @@ def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dic
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
     with open(out_dir / "generations.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(g, ensure_ascii=False) + "\n" for g in generations)
-    chart_path = plot_bpb(tables["bpb"], out_dir / "bpb.png")
-    return EvalReport(metrics=metrics, tables=tables, generations=generations, chart_path=chart_path)
-
-
-def plot_bpb(table, path: Path) -> Path:
-    """Grouped bars: one group per file, one bar per model (lower is better)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.5 + 1.2 * table.shape[1]), 3.5))
-    table.T.plot.bar(ax=ax, rot=0)
-    ax.set_ylabel("bits per byte (lower is better)")
-    ax.set_xlabel("")
-    ax.set_title("BPB per evaluation file")
-    ax.legend(title="model", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return EvalReport(metrics=metrics, tables=tables, generations=generations)

@@ -4,7 +4,8 @@
   special tokens and chat template;
 - `train`: `train_tokenizer` / `train_sweep` (byte-level BPE with Llama 3's settings);
 - `strategies`: `build_arm_tokenizer` (baseline / extend / replace);
-- `metrics`: fertility, bytes per token, context capacity; table and chart;
+- `metrics`: fertility, bytes per token, context capacity, as a table (`azllm.plots` draws it);
+- `chat_records`: chat records as tokens (assistant mask, fitting to `max_length`), for SFT and eval;
 - `load`: `load_tokenizer` for names, directories and hub ids;
 - `stage`: `run_tokenizer_stage`, the flow's `train_tokenizer` step;
 - `cli`: `azllm tokenizer train|eval`.

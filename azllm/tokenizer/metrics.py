@@ -20,7 +20,6 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 CONTEXT_TOKENS = 131_072
@@ -94,34 +93,3 @@ def fertility_table(tokenizers: dict[str, Any], texts: Sequence[str]):
 
     rows = [{"tokenizer": name, **tokenizer_metrics(tok, texts)} for name, tok in tokenizers.items()]
     return pd.DataFrame(rows)
-
-
-def plot_fertility(df, path: Path, title: str = "Tokenizer efficiency") -> Path:
-    """Bar chart: fertility (left) and words per 131k context (right), one bar per row.
-
-    If `df` has a `data` column (several evaluation files), bars are grouped by it.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.0, 0.35 * df["tokenizer"].nunique() + 1.5)))
-    for ax, col, label in ((axes[0], "fertility", "tokens per word (lower is better)"),
-                           (axes[1], "words_per_context", f"words per {CONTEXT_TOKENS:,}-token context")):
-        if "data" in df.columns and df["data"].nunique() > 1:
-            pivot = df.pivot_table(index="tokenizer", columns="data", values=col, sort=False)
-            pivot.plot.barh(ax=ax)
-        else:
-            ax.barh(df["tokenizer"], df[col])
-            for y, v in enumerate(df[col]):
-                ax.text(v, y, f" {v:,.2f}" if col == "fertility" else f" {v:,.0f}", va="center", fontsize=8)
-        ax.set_xlabel(label)
-        ax.invert_yaxis()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

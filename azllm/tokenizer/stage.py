@@ -8,7 +8,7 @@
     >>> res.arm_tokenizers["extend"]
 
 Layout of `out_dir`: `bbpe-{size}/` per trained size, `arms/{arm}/` per arm,
-`fertility.csv`, `fertility.json` and `fertility.png`.
+`fertility.csv` and `fertility.json` (the card draws the chart from the table: `azllm.plots`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from azllm.config import TokenizerConfig
 from azllm.tokenizer.load import load_tokenizer
-from azllm.tokenizer.metrics import fertility_table, plot_fertility
+from azllm.tokenizer.metrics import fertility_table
 from azllm.tokenizer.strategies import build_arm_tokenizer
 from azllm.tokenizer.train import train_sweep
 
@@ -34,7 +34,6 @@ class TokenizerStageResult:
     """Tokenizer directory per requested arm."""
     table: list[dict]
     """Fertility table records: one per (tokenizer, eval file), with `tokenizer`, `data` and metrics."""
-    chart_path: Path
     vocab_size_reached: int
     """Size reached by the tokenizer trained at `cfg.vocab_size` (specials included)."""
     new_tokenizer: Path
@@ -84,8 +83,7 @@ def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequ
     table.to_csv(out_dir / "fertility.csv", index=False)
     records = json.loads(table.to_json(orient="records"))
     (out_dir / "fertility.json").write_text(json.dumps(records, indent=1))
-    chart = plot_fertility(table, out_dir / "fertility.png")
     log.info("tokenizer stage: %s reached %d tokens\n%s", main.path, main.vocab_size,
              table[["tokenizer", "data", "fertility", "vocab_size"]].to_string(index=False))
-    return TokenizerStageResult(arm_tokenizers=arm_dirs, table=records, chart_path=chart,
+    return TokenizerStageResult(arm_tokenizers=arm_dirs, table=records,
                                 vocab_size_reached=main.vocab_size, new_tokenizer=main.path)
