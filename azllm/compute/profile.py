@@ -31,7 +31,7 @@ PARALLEL_STEPS = ("cpt_embeddings", "cpt_full")
 
 @dataclass(frozen=True, kw_only=True)
 class GpuType:
-    """One GPU family and the AWS instance that carries it (DESIGN.md section 3)."""
+    """One GPU family and the AWS instance that carries it (docs/DESIGN.md §10)."""
 
     instance_type: str
     gpus_per_instance: int

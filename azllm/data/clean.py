@@ -46,7 +46,7 @@ def latin_fraction(text: str) -> float:
 
 
 def count_words(text: str) -> int:
-    """Words as DESIGN defines them for fertility: `text.split()` after NFC."""
+    """Words as docs/DESIGN.md §9 defines them for fertility: `text.split()` after NFC."""
     return len(unicodedata.normalize("NFC", text).split())
 
 

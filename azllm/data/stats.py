@@ -1,7 +1,7 @@
 """Corpus size statistics: documents, UTF-8 bytes, words, characters.
 
 Bytes matter because bits-per-byte is the cross-tokenizer metric; words are
-`count_words` (DESIGN: `text.split()` after NFC), the denominator of fertility.
+`count_words` (docs/DESIGN.md §9: `text.split()` after NFC), the denominator of fertility.
 
     >>> corpus_stats(["Salam dünya", "Sağ ol"])
     {'documents': 2, 'bytes': 19, 'words': 4, 'chars': 17}

@@ -1,4 +1,4 @@
-"""Bits per byte (DESIGN section 6): comparable across tokenizers because the unit is bytes.
+"""Bits per byte (docs/DESIGN.md §9): comparable across tokenizers because the unit is bytes.
 
 BPB = sum of token negative log-likelihoods in nats / (ln 2 x UTF-8 bytes of the
 scored text). Each document is scored whole, NFC-normalised, its first token

@@ -1,6 +1,6 @@
 """Greedy generations of a fixed length on fixed prompts, and how repetitive they are.
 
-Repetition (DESIGN section 6) is measured on the generated words (`text.split()`
+Repetition (docs/DESIGN.md §9) is measured on the generated words (`text.split()`
 after NFC): `repeated_4gram_share` = word 4-grams that repeat an earlier 4-gram of
 the same text / all 4-grams; `distinct_2` = unique word bigrams / all bigrams.
 Generations have a fixed length (`min_new_tokens = max_new_tokens`, end-of-turn

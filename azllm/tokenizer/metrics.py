@@ -1,6 +1,6 @@
 """Tokenizer efficiency on a corpus: fertility, bytes per token, context capacity.
 
-Definitions (DESIGN.md section 6):
+Definitions (docs/DESIGN.md §9):
 - words = `text.split()` after NFC normalisation;
 - fertility = tokens / words, tokens without special tokens, summed over the corpus;
 - bytes per token = UTF-8 bytes / tokens; words per context = 131,072 / fertility.
