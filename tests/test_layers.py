@@ -3,7 +3,8 @@
     .venv/bin/python -m pytest -q tests/test_layers.py
 
 The real tree keeps every contract; a copy of `azllm/` with one upward import added
-(evaluation importing training) breaks the layers contract, and the message names it.
+(evaluation importing training) breaks the layers contract, and the message names it;
+a copy with a cycle inside one package breaks the acyclic contract.
 Seconds: import-linter reads the source, it imports nothing.
 """
 
@@ -34,12 +35,21 @@ def test_the_tree_keeps_its_layers():
     assert "0 broken" in result.stdout
 
 
-def test_an_upward_import_breaks_the_contract_and_is_named(tmp_path):
+def _copy_with_import(tmp_path: Path, module: str, statement: str) -> Path:
     shutil.copytree(REPO_ROOT / "azllm", tmp_path / "azllm", ignore=shutil.ignore_patterns("__pycache__"))
-    bpb = tmp_path / "azllm" / "eval" / "bpb.py"
-    bpb.write_text(bpb.read_text(encoding="utf-8") + "\nimport azllm.train.sft  # noqa: E402\n", encoding="utf-8")
+    path = tmp_path / (module.replace(".", "/") + ".py")
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{statement}  # noqa: E402\n", encoding="utf-8")
+    return tmp_path
 
-    result = lint_imports(tmp_path)
+
+def test_an_upward_import_breaks_the_contract_and_is_named(tmp_path):
+    result = lint_imports(_copy_with_import(tmp_path, "azllm.eval.bpb", "import azllm.train.sft"))
     assert result.returncode != 0, result.stdout
     assert "azllm.eval is not allowed to import azllm.train" in result.stdout, result.stdout
     assert "azllm.eval.bpb -> azllm.train.sft" in result.stdout, result.stdout
+
+
+def test_a_cycle_inside_a_package_breaks_the_contract(tmp_path):
+    result = lint_imports(_copy_with_import(tmp_path, "azllm.eval.loss", "import azllm.eval.report"))
+    assert result.returncode != 0, result.stdout
+    assert "No cycles are allowed in azllm.eval" in result.stdout, result.stdout

@@ -8,6 +8,7 @@ Names (``smollm2-135m``, a local directory, a hub id) resolve through
   cached under ``cache_dir() / "models"`` and written atomically like the registry's caches;
 - :func:`load_model`: a causal LM from such a directory.
 
+    >>> from azllm.config import ModelConfig
     >>> from azllm.model.load import load_model, materialize_base_model
     >>> model = load_model(materialize_base_model(ModelConfig()))
 """

@@ -4,8 +4,9 @@ TRL's `SFTTrainer` does the training; this module decides which records it sees.
 A record longer than `max_length` is cut on the prompt side (earliest turns first,
 then the user text from the left) so the final assistant answer and its
 `<|eot_id|>` stay whole; a record whose answer alone does not fit is dropped.
-Both are counted. Every kept record is checked to have assistant tokens before
-training starts, so a chat template without `{% generation %}` fails at once.
+Both are counted (the cutting is `azllm.tokenizer.chat_records.fit_record`, shared with
+the evaluation's assistant-token loss). Every kept record is checked to have assistant
+tokens before training starts, so a chat template without `{% generation %}` fails at once.
 
     >>> from azllm.config import LoraConfig, SftConfig
     >>> result = run_sft(SftConfig(max_steps=3, lora=LoraConfig(rank=4, alpha=8.0)),
@@ -33,6 +34,7 @@ from azllm.eval.loss import assistant_token_loss
 from azllm.tokenizer.chat_records import fit_record, tokenize_chat
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class SftResult:
