@@ -58,7 +58,9 @@ def draw_bpb(ax: Axes, bpb: dict[str, dict[str, float]], title: str = "bits per 
 
 
 def draw_cpt(ax: Axes, cpt_metrics: dict[str, dict[str, dict]], key: str = "loss") -> None:
-    """`key` per logged CPT step, one colour per arm, dashed = phase 1; phase 2 after the longest phase 1."""
+    """`key` per logged CPT step, one colour per arm, dashed = phase 1; phase 2 after the longest phase 1.
+
+    Lines are labelled `arm phase`; the caller places the legend (one per figure is enough)."""
     df = history_frame(cpt_metrics)
     ax.set(xlabel="optimizer step (phase 1 then phase 2)")
     if df.empty or key not in df.columns:
@@ -67,7 +69,6 @@ def draw_cpt(ax: Axes, cpt_metrics: dict[str, dict[str, dict]], key: str = "loss
     for (arm, phase), part in df.groupby(["arm", "phase"], sort=False):
         ax.plot(part["global_step"], part[key], PHASE_STYLE[phase], marker=".", color=colors[arm],
                 label=f"{arm} {phase}")
-    ax.legend(fontsize=7)
 
 
 def draw_sft_loss(ax: Axes, metrics: dict[str, Any]) -> None:
@@ -111,6 +112,8 @@ def plot_cpt_curves(cpt_metrics: dict[str, dict[str, dict]]) -> Figure:
     for ax, (key, title) in zip(fig.subplots(2, 2).flat, CPT_PANELS, strict=True):
         draw_cpt(ax, cpt_metrics, key)
         ax.set_title(title)
+    if fig.axes[0].get_lines():
+        fig.axes[0].legend(fontsize=7)
     return fig
 
 
@@ -146,6 +149,8 @@ def plot_overview(*, cpt_metrics: dict[str, dict[str, dict]], arm_bpb: dict[str,
     (ax_loss, ax_bpb), (ax_fert, ax_sft) = fig.subplots(2, 2)
     draw_cpt(ax_loss, cpt_metrics, "loss")
     ax_loss.set_title("CPT training loss (nats/token; dashed: phase 1)")
+    if ax_loss.get_lines():
+        ax_loss.legend(fontsize=7)
     draw_bpb(ax_bpb, arm_bpb, title=f"bits per byte (lower is better); chosen arm: {chosen_arm}")
     draw_fertility(ax_fert, fertility, "fertility")
     ax_fert.set_title("fertility (tokens per word; lower is better)")
