@@ -1,4 +1,4 @@
-# make demo: run the whole pipeline on the default (CPU) preset.  make test: the test suite.  make lint: ruff + layers.
+# make demo: run the whole pipeline on the default (CPU) preset.  make test: the test suite.
 # Both create .venv and install on first use.
 PYTHON ?= python3
 VENV := .venv
@@ -28,7 +28,6 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# ruff, then the import layers of docs/DESIGN.md §2 (.importlinter)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports

@@ -32,7 +32,7 @@ Configurations (``--configs``):
   ``gradient_checkpointing_enable``, non-reentrant). TRIAL as above (patch P3).
 
 tokens/s is per GPU (one process), over the steps after ``--warmup-steps``;
-MFU = tokens/s x (6 N + 6 L T H) / bf16 peak (docs/DESIGN.md §9; null on CPU).
+MFU = tokens/s x (6 N + 6 L T H) / bf16 peak (DESIGN.md section 6; null on CPU).
 ``peak_mem_gib`` is ``torch.cuda.max_memory_allocated`` on GPU and the child's peak RSS on CPU.
 """
 
