@@ -1,6 +1,6 @@
 """`join_cpt`: score the base model and every CPT arm on the same bytes and pick an arm.
 
-Bits per byte (docs/DESIGN.md §9) is comparable across tokenizers because it is
+Bits per byte (DESIGN.md section 6) is comparable across tokenizers because it is
 normalised by the UTF-8 bytes of the scored text, not by tokens.
 """
 

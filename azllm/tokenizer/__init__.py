@@ -4,9 +4,9 @@
   special tokens and chat template;
 - `train`: `train_tokenizer` / `train_sweep` (byte-level BPE with Llama 3's settings);
 - `strategies`: `build_arm_tokenizer` (baseline / extend / replace);
-- `metrics`: fertility, bytes per token, context capacity, as a table (`azllm.plots` draws it);
-- `chat_records`: chat records as tokens (assistant mask, fitting to `max_length`), for SFT and eval;
+- `metrics`: fertility, bytes per token, context capacity; table and chart;
 - `load`: `load_tokenizer` for names, directories and hub ids;
+- `chat_records`: chat records as tokens (assistant mask, fitting to `max_length`), for SFT and eval;
 - `stage`: `run_tokenizer_stage`, the flow's `train_tokenizer` step;
 - `cli`: `azllm tokenizer train|eval`.
 
