@@ -6,7 +6,8 @@
     azllm chat --prompt "Balansımı necə yoxlaya bilərəm?"    # answer once and exit
 
 The run's chosen CPT model, its tokenizer and the LoRA adapter are fetched through
-the Metaflow client (`metaflow.load_model`) into a cache directory.
+the Metaflow client (`metaflow.load_model`) into a cache directory. A demo-scale model
+(a few optimizer steps, `azllm.eval.quality`) is announced as such before it answers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 FLOW_NAME = "AzLLMFlow"
 
@@ -24,6 +26,8 @@ class ChatModel:
     model_dir: Path
     tokenizer_dir: Path
     adapter_dir: Path | None
+    quality: Any = None
+    """`azllm.eval.quality.QualityVerdict` from the run's training metrics; None when unknown."""
 
 
 def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> ChatModel:
@@ -31,6 +35,7 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> C
     from metaflow import Flow, Run, load_model, namespace
 
     from azllm.config import cache_dir
+    from azllm.eval.quality import run_quality_verdict
 
     namespace(None)
     run = Flow(FLOW_NAME).latest_successful_run if run_id == "latest" else Run(f"{FLOW_NAME}/{run_id}")
@@ -45,7 +50,10 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> C
         if not (target / ".complete").exists():
             load_model(ref, str(target))
             (target / ".complete").touch()
-    return ChatModel(model_dir=root / "model", tokenizer_dir=root / "tokenizer", adapter_dir=root / "adapter")
+    quality = run_quality_verdict(getattr(data, "cpt_metrics", {}).get(data.chosen_arm),
+                                  getattr(data, "sft_metrics", None))
+    return ChatModel(model_dir=root / "model", tokenizer_dir=root / "tokenizer", adapter_dir=root / "adapter",
+                     quality=quality)
 
 
 def load_chat_model(spec: ChatModel):
@@ -53,6 +61,15 @@ def load_chat_model(spec: ChatModel):
     from azllm.eval.load import load_model_and_tokenizer
 
     return load_model_and_tokenizer(spec.model_dir, spec.tokenizer_dir, spec.adapter_dir)
+
+
+def quality_note(spec: ChatModel, model) -> str:
+    """The demo-scale warning to print before answering, or "" (model size alone when no run metrics)."""
+    from azllm.eval.quality import demo_scale_verdict
+
+    verdict = spec.quality or demo_scale_verdict(cpt_steps=None, cpt_tokens=None, sft_steps=None,
+                                                 num_params=model.num_parameters())
+    return verdict.message if verdict.demo_scale else ""
 
 
 def answer(model, tokenizer, messages: list[dict[str, str]], *, max_new_tokens: int = 200,
@@ -80,6 +97,9 @@ def _chat(args: argparse.Namespace) -> int:
     else:
         spec = fetch_run_model(args.run)
     model, tokenizer = load_chat_model(spec)
+    note = quality_note(spec, model)
+    if note:
+        print(f"azllm chat: {note}", file=sys.stderr)
     messages: list[dict[str, str]] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})

@@ -33,6 +33,7 @@ from azllm.eval.generation import (
 )
 from azllm.eval.report import ModelSpec, evaluate_models
 from azllm.eval.scores import answer_questions, chrf, reference_answers
+from azllm.tokenizer.load import load_tokenizer as load_tokenizer_dir
 
 OTHER_DOMAIN = SFT_DIR.parent / "az_eval_other_domain.jsonl"
 
@@ -137,7 +138,20 @@ def test_repetition_on_known_texts():
     assert repetition_metrics(looped)["repeated_4gram_share"] == pytest.approx(33 / 37)
     agg = aggregate_repetition(["a b c d a b c d", "söz söz söz söz söz söz", "tək"])
     assert agg["repeated_4gram_share"] == pytest.approx((1 / 5 + 2 / 3) / 2)  # "tək" has no 4-gram
-    assert agg["num_samples"] == 3
+    assert agg["repeated_4gram_share_samples"] == 2 and agg["distinct_2_samples"] == 2
+    assert agg["num_samples"] == 3 and "repeated_4gram_share_reason" not in agg
+
+
+def test_repetition_of_too_short_texts_is_absent_with_a_reason_not_nan():
+    short = repetition_metrics("1.1.1.100.0.0# 1.1.1.1.0.0#")
+    assert short["repeated_4gram_share"] is None and short["distinct_2"] == 1.0
+    assert short["repeated_4gram_share_reason"] == "2 whitespace word(s), 4 needed"
+    assert repetition_metrics("")["distinct_2"] is None
+    agg = aggregate_repetition(["#1.1.1.1.0.0#", "a b", ""])
+    assert agg["repeated_4gram_share"] is None and agg["repeated_4gram_share_samples"] == 0
+    assert "word counts [1, 2, 0]" in agg["repeated_4gram_share_reason"]
+    assert agg["distinct_2"] == 1.0 and agg["distinct_2_samples"] == 1
+    assert not any(isinstance(v, float) and math.isnan(v) for v in agg.values())
 
 
 def test_chrf_on_known_examples():
@@ -219,3 +233,50 @@ def test_cli_eval_bpb(tiny, tmp_path, capsys):
     missing = parser.parse_args(["eval", "bpb", "--model", "m", "--tokenizer", "t", "--data", str(tmp_path / "no")])
     assert missing.func(missing) == 2
 
+
+
+# ---------------------------------------------------------------------------
+# join_cpt's arm table (azllm.eval.compare)
+# ---------------------------------------------------------------------------
+
+
+def test_arm_token_stats_count_the_new_tokens_used(tiny, tmp_path):
+    from azllm.eval.compare import arm_token_stats
+    from azllm.tokenizer.strategies import build_arm_tokenizer
+
+    _, base, _ = tiny
+    texts = read_texts(OTHER_DOMAIN)[:20]
+    ext = load_tokenizer_dir(build_arm_tokenizer("extend", base=base, new=None, corpus=texts[:10],
+                                                 num_new_tokens=30, out_dir=tmp_path / "extend"))
+    stats = arm_token_stats(ext, base, texts[10:])
+    # independent count: ids at or after the base vocabulary emitted by the slow path
+    emitted = {i for t in texts[10:] for i in ext.encode(t, add_special_tokens=False) if i >= len(base)}
+    assert stats["num_new_tokens"] == 30 and stats["num_new_tokens_used"] == len(emitted) > 0
+    assert stats["fertility"] < arm_token_stats(base, base, texts[10:])["fertility"]
+    assert arm_token_stats(base, base, texts[10:])["num_new_tokens"] == 0
+
+
+def test_arm_comparison_rows_from_bpb_stats_and_phase_metrics():
+    from azllm.eval.compare import arm_comparison_rows
+
+    bpb = {"base": {"validation": 2.0, "other_domain": 2.5}, "baseline": {"validation": 1.9, "other_domain": 2.4},
+           "extend": {"validation": 1.8}}
+    stats = {name: {"fertility": f, "bytes_per_token": b, "vocab_size": 100, "num_new_tokens": n,
+                    "num_new_tokens_used": u}
+             for name, f, b, n, u in [("base", 3.0, 2.0, 0, 0), ("baseline", 3.0, 2.0, 0, 0),
+                                      ("extend", 2.0, 3.0, 40, 25)]}
+    cpt = {"baseline": {"embeddings": {"history": [], "steps": 0}, "full": {"steps": 4, "tokens": 1000}},
+           "extend": {"embeddings": {"steps": 2, "tokens": 500, "bytes": 1400},
+                      "full": {"steps": 4, "tokens": 1000, "bytes": 2900}}}
+    rows = {r["model"]: r for r in arm_comparison_rows(bpb, stats, cpt)}
+    assert list(rows) == ["base", "baseline", "extend"]
+    assert rows["extend"]["new_tokens"] == 40 and rows["extend"]["new_tokens_used"] == 25
+    assert rows["extend"]["bpb other_domain"] is None and "no other_domain file scored" in rows["extend"]["notes"]
+    assert rows["baseline"]["bpb validation"] == 1.9 and rows["baseline"]["cpt_tokens_seen"] == 1000
+    # no bytes in the baseline's metrics: estimated from its bytes per token, and said so
+    assert rows["baseline"]["cpt_bytes_seen"] == 2000 and rows["baseline"]["bytes_seen_source"].startswith("estimate")
+    assert (rows["extend"]["cpt_tokens_seen"], rows["extend"]["cpt_bytes_seen"]) == (1500, 4300)
+    assert rows["extend"]["bytes_seen_source"] == "metrics"
+    assert rows["base"]["cpt_tokens_seen"] is None and rows["base"]["bytes_seen_source"] == "not trained"
+    no_metrics = arm_comparison_rows(bpb, stats, None)[1]
+    assert no_metrics["cpt_tokens_seen"] is None and "no CPT metrics" in no_metrics["notes"]

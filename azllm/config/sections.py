@@ -84,7 +84,9 @@ class TokenizerConfig:
     reference: str = "llama-3.2"
     """Tokenizer to compare against in the fertility table (a name, directory or hub id)."""
     extend_num_tokens: int = 0
-    """New tokens appended by the `extend` strategy; 0 = vocab_size // 4."""
+    """New tokens appended by the `extend` strategy, learned by continued BPE over the base tokenizer's
+    segmentation of the training text (pairs seen >= min_frequency); 0 = vocab_size // 4. More than
+    the corpus supports stops the tokenizer step with the number it does support."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 513:

@@ -1,13 +1,16 @@
 """`join_cpt`: score the base model and every CPT arm on the same bytes and pick an arm.
 
 Bits per byte (DESIGN.md section 6) is comparable across tokenizers because it is
-normalised by the UTF-8 bytes of the scored text, not by tokens.
+normalised by the UTF-8 bytes of the scored text, not by tokens. Beside it, per arm, what
+the tokenizer does on the validation text (fertility, new tokens, how many of them it
+really emits) and how much text CPT saw: `arm_comparison_rows` makes the table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from azllm.config import PipelineConfig
 
@@ -18,6 +21,63 @@ class ArmComparison:
     """{model: {file: bits per byte}}; models are `base` and each arm."""
     chosen_arm: str
     reason: str
+    token_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """{model: arm_token_stats(...)} on the validation text; models are `base` and each arm."""
+
+
+def arm_token_stats(tokenizer: Any, base_tokenizer: Any, texts: list[str]) -> dict[str, Any]:
+    """Fertility and bytes per token of `tokenizer` on `texts`, its new tokens (strings not in the
+    base vocabulary, specials excluded, as FVT counts them) and how many distinct ones it emits there."""
+    from azllm.tokenizer.extend import new_token_ids, used_token_ids
+    from azllm.tokenizer.metrics import tokenizer_metrics
+
+    m = tokenizer_metrics(tokenizer, texts)
+    new = new_token_ids(tokenizer, base_tokenizer)
+    return {"fertility": m["fertility"], "bytes_per_token": m["bytes_per_token"], "vocab_size": m["vocab_size"],
+            "num_new_tokens": len(new), "num_new_tokens_used": len(new & used_token_ids(tokenizer, texts))}
+
+
+def _phase_sum(phases: dict[str, dict] | None, key: str) -> int | None:
+    values = [m.get(key) for m in (phases or {}).values() if m]
+    return sum(v for v in values if v is not None) if any(v is not None for v in values) else None
+
+
+def arm_comparison_rows(bpb: dict[str, dict[str, float]], token_stats: dict[str, dict[str, Any]],
+                        cpt_metrics: dict[str, dict[str, dict]] | None = None, *,
+                        files: tuple[str, ...] = ("validation", "other_domain")) -> list[dict[str, Any]]:
+    """One row per model (`base`, then the arms) for the join step's table.
+
+    Columns: fertility, vocabulary, new tokens and those used on the validation text, BPB per
+    file (in / out of domain), CPT tokens seen (both phases, from `read_metrics`) and bytes
+    seen: the phases' own `bytes` when the trainer records them, else tokens x the arm's
+    validation bytes per token (`bytes_seen_source` says which). A figure that is unknown is
+    None, with the reason in `notes`.
+    """
+    rows = []
+    for model, scores in bpb.items():
+        stats = token_stats.get(model, {})
+        notes = [] if stats else ["no tokenizer statistics"]
+        row: dict[str, Any] = {"model": model, "fertility": stats.get("fertility"),
+                               "vocab_size": stats.get("vocab_size"), "new_tokens": stats.get("num_new_tokens"),
+                               "new_tokens_used": stats.get("num_new_tokens_used")}
+        for f in files:
+            row[f"bpb {f}"] = scores.get(f)
+            if f not in scores:
+                notes.append(f"no {f} file scored")
+        phases = (cpt_metrics or {}).get(model)
+        tokens = _phase_sum(phases, "tokens")
+        nbytes, source = _phase_sum(phases, "bytes"), "metrics"
+        if nbytes is None and tokens is not None and stats.get("bytes_per_token"):
+            nbytes, source = round(tokens * stats["bytes_per_token"]), "estimate: tokens x validation bytes/token"
+        if model == "base":
+            source = "not trained"
+        elif tokens is None:
+            notes.append("no CPT metrics for this arm")
+        row.update({"cpt_tokens_seen": tokens, "cpt_bytes_seen": nbytes,
+                    "bytes_seen_source": source if nbytes is not None or model == "base" else None,
+                    "notes": "; ".join(notes)})
+        rows.append(row)
+    return rows
 
 
 def choose_arm(bpb: dict[str, dict[str, float]], arms: list[str], *, pinned: str = "",
@@ -30,18 +90,23 @@ def choose_arm(bpb: dict[str, dict[str, float]], arms: list[str], *, pinned: str
 
 
 def compare_arms(cfg: PipelineConfig, *, arm_dirs: dict[str, tuple[Path, Path]], data_dir: Path) -> ArmComparison:
-    """BPB of base and arms on validation (and other-domain) text; `arm_dirs`: arm -> (model, tokenizer)."""
+    """BPB of base and arms on validation (and other-domain) text, and each tokenizer's statistics on
+    the validation text; `arm_dirs`: arm -> (model, tokenizer)."""
     from azllm.data.pipeline import eval_files
-    from azllm.eval.bpb import evaluate_bpb_files
+    from azllm.eval.bpb import evaluate_bpb_files, read_texts
     from azllm.model.load import materialize_base_model
+    from azllm.tokenizer.load import load_tokenizer
 
     files = eval_files(data_dir)
     base_dir = materialize_base_model(cfg.model)
     models = {"base": (base_dir, base_dir), **arm_dirs}
-    bpb = {}
+    validation = read_texts(files["validation"])
+    base_tokenizer = load_tokenizer(base_dir)
+    bpb, token_stats = {}, {}
     for name, (model_dir, tokenizer_dir) in models.items():
         scores = evaluate_bpb_files(model_dir, tokenizer_dir, files, max_documents=cfg.eval.max_bpb_documents)
         bpb[name] = {f: round(float(s["bpb"]), 6) for f, s in scores.items()}
-        print(f"[azllm] BPB {name}: {bpb[name]}", flush=True)
+        token_stats[name] = arm_token_stats(load_tokenizer(tokenizer_dir), base_tokenizer, validation)
+        print(f"[azllm] BPB {name}: {bpb[name]}; tokenizer on validation: {token_stats[name]}", flush=True)
     arm, reason = choose_arm(bpb, list(arm_dirs), pinned=cfg.cpt.select_arm)
-    return ArmComparison(bpb=bpb, chosen_arm=arm, reason=reason)
+    return ArmComparison(bpb=bpb, chosen_arm=arm, reason=reason, token_stats=token_stats)

@@ -2,7 +2,8 @@
 
 Repetition (docs/DESIGN.md §9) is measured on the generated words (`text.split()`
 after NFC): `repeated_4gram_share` = word 4-grams that repeat an earlier 4-gram of
-the same text / all 4-grams; `distinct_2` = unique word bigrams / all bigrams.
+the same text / all 4-grams; `distinct_2` = unique word bigrams / all bigrams. A text with
+too few words for a measure gets None and a `*_reason` (never NaN).
 Generations have a fixed length (`min_new_tokens = max_new_tokens`, end-of-turn
 suppressed) so that models are compared on the same number of tokens.
 
@@ -12,7 +13,6 @@ suppressed) so that models are compared on the same number of tokens.
 
 from __future__ import annotations
 
-import math
 import unicodedata
 from collections.abc import Sequence
 
@@ -67,8 +67,15 @@ def generate_samples(model, tokenizer, prompts: Sequence[str], *, max_new_tokens
     return texts
 
 
-def repetition_metrics(text: str) -> dict[str, float]:
-    """`repeated_4gram_share` and `distinct_2` of one text (NaN when it has no 4-grams / bigrams)."""
+MIN_WORDS = {"repeated_4gram_share": 4, "distinct_2": 2}
+"""Words a text needs for each measure to be defined (one 4-gram, one bigram)."""
+
+
+def repetition_metrics(text: str) -> dict[str, float | str | None]:
+    """`repeated_4gram_share` and `distinct_2` of one text.
+
+    A text too short for a measure (fewer than 4 / 2 whitespace words, e.g. a model that emits
+    `1.1.1.1.0.0#` without spaces) gets None and a `{measure}_reason` instead of 0/0 = NaN."""
     words = unicodedata.normalize("NFC", text).split()
     fourgrams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
     seen: set[tuple[str, ...]] = set()
@@ -77,18 +84,30 @@ def repetition_metrics(text: str) -> dict[str, float]:
         repeats += gram in seen
         seen.add(gram)
     bigrams = [tuple(words[i:i + 2]) for i in range(len(words) - 1)]
-    return {
-        "repeated_4gram_share": repeats / len(fourgrams) if fourgrams else math.nan,
-        "distinct_2": len(set(bigrams)) / len(bigrams) if bigrams else math.nan,
+    out: dict[str, float | str | None] = {
+        "repeated_4gram_share": repeats / len(fourgrams) if fourgrams else None,
+        "distinct_2": len(set(bigrams)) / len(bigrams) if bigrams else None,
     }
+    for key, need in MIN_WORDS.items():
+        if out[key] is None:
+            out[f"{key}_reason"] = f"{len(words)} whitespace word(s), {need} needed"
+    return out
 
 
-def aggregate_repetition(texts: Sequence[str]) -> dict[str, float]:
-    """Mean of each measure over the samples (samples too short for a measure are skipped)."""
+def aggregate_repetition(texts: Sequence[str]) -> dict[str, float | int | str | None]:
+    """Mean of each measure over the samples long enough for it (`{measure}_samples` of them).
+
+    When no sample is long enough the measure is None with a `{measure}_reason` that gives the
+    samples' word counts, never NaN."""
     per_text = [repetition_metrics(t) for t in texts]
-    out = {}
-    for key in ("repeated_4gram_share", "distinct_2"):
-        values = [m[key] for m in per_text if not math.isnan(m[key])]
-        out[key] = sum(values) / len(values) if values else math.nan
+    word_counts = [len(unicodedata.normalize("NFC", t).split()) for t in texts]
+    out: dict[str, float | int | str | None] = {}
+    for key, need in MIN_WORDS.items():
+        values = [m[key] for m in per_text if m[key] is not None]
+        out[key] = sum(values) / len(values) if values else None
+        out[f"{key}_samples"] = len(values)
+        if not values:
+            out[f"{key}_reason"] = (f"no generation has {need} or more whitespace words (word counts "
+                                    f"{word_counts}): the model emits text without spaces or stops early")
     out["num_samples"] = len(texts)
     return out

@@ -1,6 +1,7 @@
-"""`azllm tokenizer train|eval`: the tokenizer stage outside the flow.
+"""`azllm tokenizer train|extend|eval`: the tokenizer stage outside the flow.
 
     azllm tokenizer train --corpus ../shared/data/az_corpus --vocab-size 32000 64000 --out runs/tok
+    azllm tokenizer extend --base smollm2-135m --corpus ../shared/data/az_corpus --num-tokens 16000 --out runs/ext
     azllm tokenizer eval --tokenizer llama-3.2 runs/tok/bbpe-64000 --data ../shared/data/az_eval_other_domain.jsonl
 """
 
@@ -30,6 +31,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extend(args: argparse.Namespace) -> int:
+    from azllm.tokenizer.extend import new_token_ids
+    from azllm.tokenizer.load import load_tokenizer
+    from azllm.tokenizer.strategies import build_arm_tokenizer
+
+    base = load_tokenizer(args.base)
+    out = build_arm_tokenizer("extend", base=base, new=None, corpus=_iter_corpus(args.corpus),
+                              num_new_tokens=args.num_tokens, min_frequency=args.min_frequency,
+                              out_dir=Path(args.out))
+    tok = load_tokenizer(out)
+    print(json.dumps({"path": str(out), "base": args.base, "base_vocab_size": len(base),
+                      "new_tokens": len(new_token_ids(tok, base)), "vocab_size": len(tok)}))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from azllm.tokenizer.load import load_tokenizer
     from azllm.tokenizer.metrics import fertility_table
@@ -46,7 +62,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Add `tokenizer train` and `tokenizer eval` to the top-level `azllm` parser."""
+    """Add `tokenizer train`, `tokenizer extend` and `tokenizer eval` to the top-level `azllm` parser."""
     p = subparsers.add_parser("tokenizer", help="train and evaluate byte-level BPE tokenizers")
     sub = p.add_subparsers(dest="tokenizer_command", required=True)
 
@@ -58,6 +74,16 @@ def register(subparsers) -> None:
     t.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge (default 2)")
     t.add_argument("--out", required=True, help="output directory; each size goes to OUT/bbpe-SIZE")
     t.set_defaults(func=_train)
+
+    x = sub.add_parser("extend", help="continued BPE: new merges over a base tokenizer's own segmentation")
+    x.add_argument("--base", required=True,
+                   help="base byte-level BPE: 'llama-3.2', a builtin model (smollm2-135m), a directory or hub id")
+    x.add_argument("--corpus", nargs="+", required=True,
+                   help="files, directories or globs of .jsonl (text field 'text'), .txt or .parquet")
+    x.add_argument("--num-tokens", type=int, required=True, help="new tokens to append (0 = all the corpus supports)")
+    x.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge (default 2)")
+    x.add_argument("--out", required=True, help="output tokenizer directory")
+    x.set_defaults(func=_extend)
 
     e = sub.add_parser("eval", help="fertility, bytes per token and context capacity on a corpus")
     e.add_argument("--tokenizer", nargs="+", required=True,
