@@ -1,0 +1,73 @@
+"""Gopher/FineWeb repetition and quality filters: datatrove's implementations, FineWeb-2's settings.
+
+FineWeb-2 (`fineweb-2-pipeline.py`) runs GopherRepetitionFilter (paragraph and line-char
+checks off), FineWebQualityFilter (short-line check off, char_duplicates_ratio 0.1) and
+GopherQualityFilter with the per-language thresholds of `configs/azj_Latn.yml`; the numbers
+live in :class:`azllm.config.QualityConfig`, each with its source.
+
+    >>> from azllm.config import QualityConfig
+    >>> quality_reason("salam " * 100, QualityConfig())
+    'gopher_rep:dup_line_frac'
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from datatrove.data import Document
+from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.utils.word_tokenizers import WordTokenizer
+
+from azllm.config import QualityConfig
+
+_WORD = re.compile(r"\d+(?:[.,:/-]\d+)*(?:-\w+)?\.?(?=\s|$)|\w+(?:[-'’.]\w+)*|[^\w\s]")
+"""A number with its inner dots (clause `332.1.1.`, date `13.06.2021`, `2021-ci`) is one token, as
+spaCy keeps it; words keep inner hyphens and apostrophes; every other punctuation mark is a token."""
+
+
+class AzWordTokenizer(WordTokenizer):
+    """Words and punctuation marks as separate tokens, like spaCy's `az` tokenizer FineWeb-2 used.
+
+    Why our own: datatrove maps azj_Latn to spaCy, a large dependency for what is, for
+    Azerbaijani, a split on spaces plus punctuation off the word ends.
+    """
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return _WORD.findall(text)
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [s for s in re.split(r"(?<=[.!?])\s+", text) if s]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in re.finditer(r"[^.!?]+[.!?]*", text)]
+
+
+@lru_cache(maxsize=4)
+def _filters(cfg: QualityConfig) -> tuple:
+    tok = AzWordTokenizer("az")
+    repetition = GopherRepetitionFilter(
+        dup_para_frac=0, dup_line_char_frac=0, dup_para_char_frac=0, dup_line_frac=cfg.dup_line_frac,
+        top_n_grams=tuple((n, f) for n, f in enumerate(cfg.top_n_gram_fracs, start=2)),
+        dup_n_grams=tuple((n, f) for n, f in enumerate(cfg.dup_n_gram_fracs, start=5)), language=tok)
+    fineweb = FineWebQualityFilter(
+        short_line_thr=999, char_duplicates_ratio=cfg.char_duplicates_ratio, line_punct_thr=cfg.line_punct_thr,
+        new_line_ratio=cfg.new_line_ratio, language=tok)
+    gopher = GopherQualityFilter(
+        min_doc_words=cfg.min_words, max_avg_word_length=cfg.max_avg_word_length,
+        min_avg_word_length=cfg.min_avg_word_length, stop_words=list(cfg.stop_words),
+        max_non_alpha_words_ratio=cfg.max_non_alpha_words_ratio, min_stop_words=cfg.min_stop_words,
+        language=tok)
+    return ("gopher_rep", repetition), ("fineweb_qual", fineweb), ("gopher_qual", gopher)
+
+
+def quality_reason(text: str, cfg: QualityConfig) -> str | None:
+    """None if `text` passes every filter, else `<filter>:<datatrove's reason>` of the first it fails."""
+    if not cfg.enabled:
+        return None
+    doc = Document(text=text, id="")
+    for name, filt in _filters(cfg):
+        verdict = filt.filter(doc)
+        if verdict is not True:
+            return f"{name}:{verdict[1] if isinstance(verdict, tuple) else 'failed'}"
+    return None
