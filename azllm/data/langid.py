@@ -13,7 +13,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-
 SHORT_TEXT_CHARS = 120
 """Below this, lingua's high-accuracy mode (lingua's README: low accuracy is for longer text;
 measured: it called "İkinci sənəd də var." Turkish at 0.97, high accuracy Azerbaijani)."""

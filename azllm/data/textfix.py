@@ -38,7 +38,8 @@ _DOTTED_I = re.compile("i\u0307")
 EMAIL = re.compile(r"\b[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\b")
 """Address shape as in datatrove's PIIFormatter (its `email_regex`), simplified to ASCII."""
-PHONE = re.compile(r"(?<![\w+/.])(?<!ISBN )(?<!ISBN: )(?:(?:\+|00)994[\s.-]?|\(?0)\(?\d{2}\)?[\s.-]?\d{3}[\s.-]?\d{2}[\s.-]?\d{2}(?!\d)"
+PHONE = re.compile(r"(?<![\w+/.])(?<!ISBN )(?<!ISBN: )"
+                   r"(?:(?:\+|00)994[\s.-]?|\(?0)\(?\d{2}\)?[\s.-]?\d{3}[\s.-]?\d{2}[\s.-]?\d{2}(?!\d)"
                    r"|(?<![\w+])\+\d{1,3}(?:[\s.-]?\(?\d{2,4}\)?){2,4}(?!\d)")
 """Azerbaijani numbers (+994 / 0 + 2-digit operator or area code + 7 digits, any of space, dot,
 dash between groups) and other international numbers written with a leading +. Written here:
