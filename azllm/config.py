@@ -61,6 +61,11 @@ class QualityConfig:
     min_words: int = 10
     """Fewest non-symbol words. Tuned: datatrove's GopherQualityFilter default 50 (kept by FineWeb-2)
     dropped 23 of the 225 shared other-domain news items and 1,052 short legal articles."""
+    min_words_for_ratios: int = 30
+    """Documents with fewer words pass the ratio checks (repetition, punctuation, stop words) unchecked.
+    Ours: FineWeb-2 has no setting for them (Gopher drops them at 50 words), and on one sentence a
+    top-4-gram share or a stop-word count says nothing: 7 of the 225 shared news items, all single
+    sentences, failed them."""
     min_avg_word_length: float = 3.0
     max_avg_word_length: float = 13.0
     """Mean word length range in characters (azj_Latn.yml `min/max_avg_word_length`)."""
@@ -85,8 +90,8 @@ class QualityConfig:
         if not 0 < self.min_avg_word_length < self.max_avg_word_length:
             raise ConfigError("[data.quality] need 0 < min_avg_word_length < max_avg_word_length, got "
                               f"{self.min_avg_word_length}, {self.max_avg_word_length}")
-        if self.min_words < 0 or self.min_stop_words < 0:
-            raise ConfigError("[data.quality] min_words and min_stop_words must be >= 0")
+        if min(self.min_words, self.min_stop_words, self.min_words_for_ratios) < 0:
+            raise ConfigError("[data.quality] min_words, min_words_for_ratios and min_stop_words must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,11 +137,14 @@ class DataConfig:
     replace_pii: bool = True
     """E-mail addresses -> `<email>`, phone numbers -> `<phone>`."""
     langid: bool = True
-    """Keep only documents lingua identifies as Azerbaijani among `langid_languages`."""
+    """Keep only documents identified as Azerbaijani among `langid_languages`."""
+    langid_backend: str = "py3langid"
+    """py3langid (default: more accurate and faster on our data, see azllm/data/langid.py) or lingua."""
     langid_languages: tuple[str, ...] = ("azerbaijani", "turkish", "english", "russian", "kazakh")
-    """Lingua candidates (its Language names, lower case); must include azerbaijani."""
+    """Candidate languages, lower-case English names; must include azerbaijani."""
     min_language_score: float = 0.5
-    """Lowest lingua confidence for Azerbaijani (relative among the candidates) to keep a document."""
+    """Lowest probability of Azerbaijani among the candidates to keep a document (FineWeb-2 keeps
+    GlotLID scores >= 0.3, azj_Latn.yml `language_score`; another model, so not the same number)."""
     langid_chars: int = 1000
     """Characters of each document given to the language identifier (speed)."""
     quality: QualityConfig = field(default_factory=QualityConfig)
@@ -172,6 +180,8 @@ class DataConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(f"[data] {key} must be >= 0 (0 = {'auto' if key == 'num_workers' else 'off'}), "
                                   f"got {getattr(self, key)}")
+        if self.langid_backend not in ("py3langid", "lingua"):
+            raise ConfigError(f"[data] langid_backend={self.langid_backend!r}; accepted: py3langid, lingua")
         if self.langid and "azerbaijani" not in self.langid_languages:
             raise ConfigError(f"[data] langid_languages {list(self.langid_languages)} must include "
                               "'azerbaijani' (or set langid = false)")

@@ -62,8 +62,17 @@ def _filters(cfg: QualityConfig) -> tuple:
 
 
 def quality_reason(text: str, cfg: QualityConfig) -> str | None:
-    """None if `text` passes every filter, else `<filter>:<datatrove's reason>` of the first it fails."""
+    """None if `text` passes every filter, else `<filter>:<datatrove's reason>` of the first it fails.
+
+    Word count as datatrove's (tokens other than punctuation); below `min_words_for_ratios`
+    only the length check applies.
+    """
     if not cfg.enabled:
+        return None
+    num_words = sum(1 for w in _WORD.findall(text) if w[0].isalnum() or len(w) > 1)
+    if num_words < cfg.min_words:
+        return "gopher_qual:gopher_short_doc"
+    if num_words < cfg.min_words_for_ratios:
         return None
     doc = Document(text=text, id="")
     for name, filt in _filters(cfg):

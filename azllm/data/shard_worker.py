@@ -59,7 +59,7 @@ def drop_reason(text: str, cfg: DataConfig, *, full: bool) -> str | None:
     if cfg.langid:
         from azllm.data.langid import language_of
 
-        lang, score = language_of(text, cfg.langid_languages, cfg.langid_chars)
+        lang, score = language_of(text, cfg.langid_languages, cfg.langid_chars, cfg.langid_backend)
         if lang != "azerbaijani":
             return f"language:{lang}"
         if score < cfg.min_language_score:
