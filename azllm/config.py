@@ -121,7 +121,7 @@ class DataConfig:
     """Held-out chat records; empty = hold out `sft_validation_fraction` of sft_train."""
     sft_validation_fraction: float = 0.1
     seed: int = 1234
-    shard_mb: int = 256
+    shard_mb: float = 256.0
     """Sources are cut into shards of about this many MB (uncompressed local JSONL/txt at line
     boundaries; other files are one shard each); a finished shard is kept and skipped on a rerun."""
     num_workers: int = 0
@@ -173,7 +173,9 @@ class DataConfig:
                         allow_zero=bool(self.sft_validation))
         _check_fraction("data.min_latin_fraction", self.min_latin_fraction, allow_zero=True)
         _check_fraction("data.min_language_score", self.min_language_score, allow_zero=True)
-        for key in ("shard_mb", "minhash_ngram", "minhash_bands", "minhash_rows", "langid_chars"):
+        if self.shard_mb <= 0:
+            raise ConfigError(f"[data] shard_mb must be > 0, got {self.shard_mb}")
+        for key in ("minhash_ngram", "minhash_bands", "minhash_rows", "langid_chars"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"[data] {key} must be >= 1, got {getattr(self, key)}")
         for key in ("num_workers", "max_validation_documents", "decontaminate_ngram"):

@@ -71,15 +71,16 @@ class Shard:
         return f"{self.role}-{self.source_index:03d}-{Path(self.source).name[:40]}-{self.start}-{digest}"
 
 
-def plan_shards(sources: list[tuple[str, int, str]], shard_mb: int) -> list[Shard]:
+def plan_shards(sources: list[tuple[str, int, str]], shard_mb: float) -> list[Shard]:
     """`(role, index, source)` triples -> shards, in source then file then byte order."""
+    shard_bytes = max(1, int(shard_mb * 2**20))
     shards: list[Shard] = []
     for role, index, source in sources:
         if "://" in source or not _is_local(source):
             shards.append(Shard(role, index, source))
             continue
         for path in resolve_files(source):
-            shards.extend(_file_shards(role, index, path, shard_mb << 20))
+            shards.extend(_file_shards(role, index, path, shard_bytes))
     return shards
 
 
