@@ -170,12 +170,13 @@ def quality_line(truth: dict, out: Path, stats: dict) -> dict:
     for lang, text in truth["foreign"]:
         n, d = foreign.get(lang, (0, 0))
         foreign[lang] = (n + 1, d + (text not in kept))
+    num_foreign = sum(n for n, _ in foreign.values())
     planted_near = {b for _, b in truth["near_pairs"]}
     az = [t for t in truth["az"] if t not in planted_near]
     return {"near_dup_recall": round(found / judged, 4) if judged else None,
             "near_dup_precision": round(found / removed, 4) if removed else None,
             "near_dup_pairs": len(pairs), "near_dup_removed": removed,
-            "foreign_dropped": round(sum(d for n, d in foreign.values()) / max(1, sum(n for n, _ in foreign.values())), 4),
+            "foreign_dropped": round(sum(d for _, d in foreign.values()) / max(1, num_foreign), 4),
             "foreign_dropped_by_language": {k: round(d / n, 4) for k, (n, d) in foreign.items()},
             "azerbaijani_kept": round(len({t for t in az if t in kept}) / max(1, len(set(az))), 4),
             "adjacent_copies": sum(x == y for x, y in zip(train, train[1:])),
