@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
@@ -41,6 +42,56 @@ class AzWordTokenizer(WordTokenizer):
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in re.finditer(r"[^.!?]+[.!?]*", text)]
+
+
+def repetition_reason(text: str, words: list[str], cfg: QualityConfig) -> str | None:
+    """datatrove's GopherRepetitionFilter as FineWeb-2 sets it (line fraction, top and duplicated
+    word n-grams; paragraph and line-character checks off), on integer n-gram hashes.
+
+    Why not datatrove's own: it joins every n-gram into a string for n = 2..10 and was the
+    slowest step of preparation (2.2 MB/s per core; this: see benchmarks/data_prepare.py).
+    Same reasons, same formulas; tests/test_data_filters.py checks it against datatrove's.
+    """
+    lines = _LINES.split(text)
+    if len(lines) - len(set(lines)) > cfg.dup_line_frac * len(lines):
+        return "dup_line_frac"
+    if not words:
+        return None
+    ids = np.unique(np.array(words, dtype=object), return_inverse=True)[1].astype(np.uint64)
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    cum = np.concatenate(([0], np.cumsum(lengths)))
+    hashes = ids.copy()
+    for n in range(2, 5 + len(cfg.dup_n_gram_fracs)):
+        if n > len(words):
+            break
+        hashes = hashes[:-1] * np.uint64(1_000_003) + ids[n - 1:] + np.uint64(1)
+        chars = cum[n:] - cum[:-n]  # the n words' characters, no separators
+        if n - 2 < len(cfg.top_n_gram_fracs):
+            _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+            top = first[counts == counts.max()].min()  # Counter.most_common: first-seen among the most frequent
+            if (chars[top] + n - 1) * counts.max() / len(text) > cfg.top_n_gram_fracs[n - 2]:
+                return f"top_{n}_gram"
+        if n >= 5 and _greedy_duplicate_chars(hashes.tolist(), chars.tolist(), n) / len(text) \
+                > cfg.dup_n_gram_fracs[n - 5]:
+            return f"duplicated_{n}_n_grams"
+    return None
+
+
+def _greedy_duplicate_chars(hashes: list[int], chars: list[int], n: int) -> int:
+    """datatrove's `find_all_duplicate`: a repeated n-gram counts its characters and skips n words."""
+    seen: set[int] = set()
+    repeated, i = 0, 0
+    while i < len(hashes):
+        if hashes[i] in seen:
+            repeated += chars[i]
+            i += n
+        else:
+            seen.add(hashes[i])
+            i += 1
+    return repeated
+
+
+_LINES = re.compile("\n+")
 
 
 @lru_cache(maxsize=4)
@@ -74,8 +125,11 @@ def quality_reason(text: str, cfg: QualityConfig) -> str | None:
         return "gopher_qual:gopher_short_doc"
     if num_words < cfg.min_words_for_ratios:
         return None
+    reason = repetition_reason(text, AzWordTokenizer("az").word_tokenize(text), cfg)
+    if reason:
+        return f"gopher_rep:{reason}"
     doc = Document(text=text, id="")
-    for name, filt in _filters(cfg):
+    for name, filt in _filters(cfg)[1:]:
         verdict = filt.filter(doc)
         if verdict is not True:
             return f"{name}:{verdict[1] if isinstance(verdict, tuple) else 'failed'}"
