@@ -108,7 +108,21 @@ def near_copy(text: str, rng: random.Random) -> str:
 
 
 def generate(path: Path, size_mb: float, args: argparse.Namespace) -> dict:
-    """Write the synthetic corpus; return the planted truth (texts by kind)."""
+    """Write the synthetic corpus; return the planted truth (texts by kind).
+
+    Deterministic in the arguments: when `path` was written with the same ones, only the
+    truth is rebuilt and the file (its mtime) stays, so a rerun reuses the finished shards.
+    """
+    recipe = json.dumps({k: getattr(args, k) for k in ("size_mb", "exact_frac", "near_frac", "foreign_frac",
+                                                        "seed")}, sort_keys=True)
+    sidecar = path.with_suffix(".recipe.json")
+    same = path.exists() and sidecar.exists() and sidecar.read_text() == recipe
+    truth = _generate(os.devnull if same else path, size_mb, args)
+    sidecar.write_text(recipe)
+    return truth
+
+
+def _generate(path: Path | str, size_mb: float, args: argparse.Namespace) -> dict:
     rng = random.Random(args.seed)
     pool = sentences_of_shared()
     foreign = [("turkish", t) for t in TURKISH] + [("english", t) for t in ENGLISH] + [("russian", t) for t in RUSSIAN]
@@ -157,14 +171,20 @@ def timed(fn):
     return result, seconds, peak
 
 
-def quality_line(truth: dict, out: Path, stats: dict) -> dict:
+def quality_line(truth: dict, out: Path, stats: dict, cfg) -> dict:
     from azllm.data.readers import iter_jsonl_texts
-
     train = list(iter_jsonl_texts(out / "train.jsonl"))
-    kept = set(train) | set(iter_jsonl_texts(out / "validation.jsonl"))
-    pairs = [(a in kept, b in kept) for a, b in truth["near_pairs"]]
+    outputs = set(train) | set(iter_jsonl_texts(out / "validation.jsonl"))
+    kept = _Repaired(outputs)
+    from azllm.data.shard_worker import drop_reason
+
+    def passes(text: str) -> bool:
+        return drop_reason(kept.repair(text)[0], cfg, full=True) is None
+
+    # judged: pairs whose both texts pass every filter, so only dedup can remove one of them
+    pairs = [(a in kept, b in kept) for a, b in truth["near_pairs"] if passes(a) and passes(b)]
+    judged = len(pairs)
     found = sum(a != b for a, b in pairs)
-    judged = sum(a or b for a, b in pairs)  # pairs where a filter did not take both
     removed = stats["dropped"].get("near_duplicate", 0)
     foreign = {}
     for lang, text in truth["foreign"]:
@@ -175,12 +195,24 @@ def quality_line(truth: dict, out: Path, stats: dict) -> dict:
     az = [t for t in truth["az"] if t not in planted_near]
     return {"near_dup_recall": round(found / judged, 4) if judged else None,
             "near_dup_precision": round(found / removed, 4) if removed else None,
-            "near_dup_pairs": len(pairs), "near_dup_removed": removed,
+            "near_dup_pairs": len(truth["near_pairs"]), "near_dup_pairs_judged": judged, "near_dup_removed": removed,
             "foreign_dropped": round(sum(d for _, d in foreign.values()) / max(1, num_foreign), 4),
             "foreign_dropped_by_language": {k: round(d / n, 4) for k, (n, d) in foreign.items()},
             "azerbaijani_kept": round(len({t for t in az if t in kept}) / max(1, len(set(az))), 4),
             "adjacent_copies": sum(x == y for x, y in zip(train, train[1:])),
             "dropped": stats["dropped"], "near_duplicates": stats["near_duplicates"]}
+
+
+class _Repaired:
+    """`text in kept` asks about the text as preparation writes it (PII placeholders, look-alikes fixed)."""
+
+    def __init__(self, outputs: set[str]) -> None:
+        from azllm.data.textfix import repair_text
+
+        self.outputs, self.repair = outputs, repair_text
+
+    def __contains__(self, text: str) -> bool:
+        return self.repair(text)[0] in self.outputs
 
 
 def main() -> int:
@@ -220,7 +252,7 @@ def main() -> int:
     prepared, seconds, peak = timed(lambda: prepare_corpus(cfg, out))
     stage_line("prepare", mb, seconds, peak, work, workers=args.workers, shards=prepared.stats["shards"],
                train_mb=round(prepared.stats["train"]["bytes"] / 1e6, 1))
-    quality = quality_line(truth, out, prepared.stats)
+    quality = quality_line(truth, out, prepared.stats, cfg)
 
     train_mb = prepared.stats["train"]["bytes"] / 1e6
     if "tokenizer" in stages:
