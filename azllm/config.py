@@ -201,6 +201,9 @@ class TokenizerConfig:
     """Tokenizer to compare against in the fertility table (a name, directory or hub id)."""
     extend_num_tokens: int = 0
     """New tokens appended by the `extend` strategy; 0 = vocab_size // 4."""
+    sample_mb: float = 2000.0
+    """The BPE trains on at most this many MB of distinct training documents, sampled by hash at
+    the same rate for every source (azllm.tokenizer.train.sample_texts); 0 = all."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 513:
@@ -214,6 +217,8 @@ class TokenizerConfig:
             raise ConfigError(f"[tokenizer] min_frequency must be >= 1, got {self.min_frequency}")
         if self.extend_num_tokens < 0:
             raise ConfigError(f"[tokenizer] extend_num_tokens must be >= 0, got {self.extend_num_tokens}")
+        if self.sample_mb < 0:
+            raise ConfigError(f"[tokenizer] sample_mb must be >= 0 (0 = every document), got {self.sample_mb}")
 
 
 @dataclass(frozen=True, kw_only=True)
