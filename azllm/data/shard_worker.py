@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,9 @@ def drop_reason(text: str, cfg: DataConfig, *, full: bool) -> str | None:
     return f"quality:{reason}" if reason else None
 
 
-def process_shard(shard: Shard, shard_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """Filter one shard into `shard_dir`; return its statistics."""
+def process_shard(shard: Shard, shard_dir: Path, settings: dict[str, Any],
+                  progress: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Filter one shard into `shard_dir`; return its statistics. `progress(n)`: n more bytes read."""
     import hashlib
 
     cfg = _config(settings["data"])
@@ -88,6 +90,7 @@ def process_shard(shard: Shard, shard_dir: Path, settings: dict[str, Any]) -> di
             if full and cfg.max_documents and stats["read"] >= cfg.max_documents:
                 break
             stats["read"] += 1
+            progress(len(raw.encode("utf-8")) + 12)  # + the JSON wrapper, roughly
             text, repairs = repair_text(raw, fix_encoding=cfg.fix_encoding, lookalikes=cfg.map_lookalikes,
                                         pii=cfg.replace_pii)
             stats["repairs"].update(repairs)

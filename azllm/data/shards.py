@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -196,16 +196,18 @@ def available_cpus() -> int:
     return max(1, n)
 
 
-Worker = Callable[[Shard, Path, dict[str, Any]], dict[str, Any]]
+Worker = Callable[[Shard, Path, dict[str, Any], Callable[[int], None]], dict[str, Any]]
+"""`worker(shard, shard_dir, settings, progress)`: `progress(n)` reports n more bytes read."""
 
 
 def run_shards(shards: list[Shard], work_dir: Path, settings: dict[str, Any], worker: Worker,
                num_workers: int, desc: str) -> list[dict[str, Any]]:
-    """Run `worker(shard, shard_dir, settings)` for every unfinished shard; results in shard order.
+    """Run the worker for every unfinished shard; results in shard order.
 
     A shard whose `done.json` stamp matches is not rerun. `num_workers` 1 runs in this
     process (tests, small corpora); more use a spawn pool (no fork of a process that
-    may hold threads or a torch runtime).
+    may hold threads or a torch runtime). Workers report bytes read through a queue, so
+    the bar moves (and its ETA holds) inside 256 MB shards too.
     """
     stamps = [shard_stamp(s, settings) for s in shards]
     results: list[dict[str, Any] | None] = [finished(shard_dir(work_dir, s, st), st) if s.reusable else None
@@ -216,25 +218,60 @@ def run_shards(shards: list[Shard], work_dir: Path, settings: dict[str, Any], wo
         logger.info("%s: %d of %d shards already finished, reused", desc, reused, len(shards))
     total = sum(shards[i].size for i in todo)
     with tqdm(total=total, unit="B", unit_scale=True, desc=desc, mininterval=2.0) as bar:
-        for i, result in _execute(todo, shards, stamps, work_dir, settings, worker, num_workers):
+        for i, result in _execute(todo, shards, stamps, work_dir, settings, worker, num_workers, bar):
             results[i] = result
-            bar.update(shards[i].size)
             logger.info("%s: shard %s done: %d read, %d kept, %.1f MB", desc, shards[i].name,
                         result["read"], result["kept"], shards[i].size / 1e6)
     return [r for r in results if r is not None]
 
 
-def _execute(todo: list[int], shards: list[Shard], stamps: list[str], work_dir: Path,
-             settings: dict[str, Any], worker: Worker, num_workers: int) -> Iterator[tuple[int, dict]]:
+def _execute(todo: list[int], shards: list[Shard], stamps: list[str], work_dir: Path, settings: dict[str, Any],
+             worker: Worker, num_workers: int, bar: tqdm) -> Iterator[tuple[int, dict]]:
+    """Yield (index, result) as shards finish; the bar gets each shard's bytes, exactly, by its end."""
     if num_workers <= 1 or len(todo) <= 1:
         for i in todo:
-            yield i, _run_one(worker, shards[i], work_dir, stamps[i], settings)
+            before = bar.n
+            result = _run_one(worker, shards[i], work_dir, stamps[i], settings, bar.update)
+            bar.update(max(0, shards[i].size - (bar.n - before)))
+            yield i, result
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(num_workers, len(todo)), mp_context=ctx) as pool:
-        futures = {pool.submit(_run_one, worker, shards[i], work_dir, stamps[i], settings): i for i in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=min(num_workers, len(todo)),
+                                                       mp_context=ctx) as pool:
+        queue = manager.Queue()
+        reported = dict.fromkeys(todo, 0)
+        pending = {pool.submit(_run_one, worker, shards[i], work_dir, stamps[i], settings, _Reporter(queue, i)): i
+                   for i in todo}
+        while pending:
+            done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            _drain(queue, reported, bar)
+            for future in done:
+                i = pending.pop(future)
+                result = future.result()
+                _drain(queue, reported, bar)
+                bar.update(max(0, shards[i].size - reported[i]))
+                reported[i] = shards[i].size
+                yield i, result
+
+
+class _Reporter:
+    """Picklable progress callback of one shard: batches bytes, sends (shard index, bytes) to the parent."""
+
+    def __init__(self, queue: Any, index: int, every: int = 4 << 20) -> None:
+        self.queue, self.index, self.every, self.pending = queue, index, every, 0
+
+    def __call__(self, n: int) -> None:
+        self.pending += n
+        if self.pending >= self.every:
+            self.queue.put((self.index, self.pending))
+            self.pending = 0
+
+
+def _drain(queue: Any, reported: dict[int, int], bar: tqdm) -> None:
+    while not queue.empty():
+        i, n = queue.get_nowait()
+        reported[i] += n
+        bar.update(n)
 
 
 def shard_dir(work_dir: Path, shard: Shard, stamp: str) -> Path:
@@ -242,10 +279,11 @@ def shard_dir(work_dir: Path, shard: Shard, stamp: str) -> Path:
     return work_dir / f"{shard.name}-{stamp[:10]}"
 
 
-def _run_one(worker: Worker, shard: Shard, work_dir: Path, stamp: str, settings: dict[str, Any]) -> dict:
+def _run_one(worker: Worker, shard: Shard, work_dir: Path, stamp: str, settings: dict[str, Any],
+             progress: Callable[[int], None]) -> dict:
     out = shard_dir(work_dir, shard, stamp)
     shutil.rmtree(out, ignore_errors=True)  # a half-written attempt
     out.mkdir(parents=True)
-    result = {**worker(shard, out, settings), "dir": str(out)}
+    result = {**worker(shard, out, settings, progress), "dir": str(out)}
     mark_done(out, stamp, result)
     return result
