@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import re
+import resource
 import sys
 import threading
 import time
@@ -155,20 +156,31 @@ def _generate(path: Path | str, size_mb: float, args: argparse.Namespace) -> dic
     return truth
 
 
-def stage_line(stage: str, mb: float, seconds: float, peak: PeakRss, work: Path, **extra) -> dict:
+def _cpu_seconds() -> tuple[float, float]:
+    """(this process, its finished children) user + system CPU seconds."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def stage_line(stage: str, mb: float, timing: tuple, peak: PeakRss, work: Path, **extra) -> dict:
+    """`cpu_s_parent` is the serial part (global dedup, mixing, writing); `cpu_s_workers` the
+    shard work a pool spreads over CPUs: wall time on C free CPUs ~ parent + workers / C."""
+    seconds, (parent, workers) = timing
     line = {"stage": stage, "mb": round(mb, 1), "seconds": round(seconds, 1),
             "mb_per_s": round(mb / seconds, 2) if seconds else None,
+            "cpu_s_parent": round(parent, 1), "cpu_s_workers": round(workers, 1),
             "peak_rss_gib": round(peak.peak / 2**30, 2), "disk_gib": round(disk_gib(work), 3), **extra}
     print(json.dumps(line), flush=True)
     return line
 
 
 def timed(fn):
+    """(result, (wall seconds, (parent CPU s, children CPU s)), peak RSS) of `fn()`."""
     with PeakRss() as peak:
-        start = time.perf_counter()
+        cpu0, start = _cpu_seconds(), time.perf_counter()
         result = fn()
-        seconds = time.perf_counter() - start
-    return result, seconds, peak
+        seconds, cpu1 = time.perf_counter() - start, _cpu_seconds()
+    return result, (seconds, (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1])), peak
 
 
 def quality_line(truth: dict, out: Path, stats: dict, cfg) -> dict:
@@ -223,6 +235,7 @@ def main() -> int:
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/azllm-data-bench"))
     p.add_argument("--stages", default="prepare,tokenizer,pack", help="comma-separated; generate always runs")
     p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--tokenizer-sample-mb", type=float, default=2000.0, help="[tokenizer] sample_mb")
     p.add_argument("--block-size", type=int, default=2048)
     p.add_argument("--exact-frac", type=float, default=0.02)
     p.add_argument("--near-frac", type=float, default=0.03)
@@ -236,9 +249,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
 
     corpus = work / "synthetic.jsonl"
-    truth, seconds, peak = timed(lambda: generate(corpus, args.size_mb, args))
+    truth, timing, peak = timed(lambda: generate(corpus, args.size_mb, args))
     mb = corpus.stat().st_size / 1e6
-    stage_line("generate", mb, seconds, peak, work, documents=len(truth["az"]) + len(truth["foreign"]))
+    stage_line("generate", mb, timing, peak, work, documents=len(truth["az"]) + len(truth["foreign"]))
     if "prepare" not in stages:
         return 0
 
@@ -249,27 +262,26 @@ def main() -> int:
                      other_domain=str(SHARED / "az_eval_other_domain.jsonl"), num_workers=args.workers,
                      shard_mb=args.shard_mb, work_dir=str(work / "shards"))
     out = work / "prepared"
-    prepared, seconds, peak = timed(lambda: prepare_corpus(cfg, out))
-    stage_line("prepare", mb, seconds, peak, work, workers=args.workers, shards=prepared.stats["shards"],
+    prepared, timing, peak = timed(lambda: prepare_corpus(cfg, out))
+    stage_line("prepare", mb, timing, peak, work, workers=args.workers, shards=prepared.stats["shards"],
                train_mb=round(prepared.stats["train"]["bytes"] / 1e6, 1))
     quality = quality_line(truth, out, prepared.stats, cfg)
 
     train_mb = prepared.stats["train"]["bytes"] / 1e6
     if "tokenizer" in stages:
-        from azllm.data.readers import iter_jsonl_texts
-        from azllm.tokenizer.train import train_tokenizer
+        from azllm.tokenizer.train import sample_texts, train_tokenizer
 
-        tok, seconds, peak = timed(lambda: train_tokenizer(
-            iter_jsonl_texts(prepared.train_path), vocab_size=args.vocab_size, out_dir=work / "tokenizer",
-            show_progress=False))
-        stage_line("tokenizer", train_mb, seconds, peak, work, vocab_size=tok.vocab_size)
+        tok, timing, peak = timed(lambda: train_tokenizer(
+            sample_texts(prepared.train_path, args.tokenizer_sample_mb), vocab_size=args.vocab_size,
+            out_dir=work / "tokenizer", show_progress=False))
+        stage_line("tokenizer", train_mb, timing, peak, work, vocab_size=tok.vocab_size)
         if "pack" in stages:
             from azllm.data.packing import pack_corpus
 
-            packed, seconds, peak = timed(lambda: pack_corpus(
+            packed, timing, peak = timed(lambda: pack_corpus(
                 prepared.train_path, tok.path, block_size=args.block_size, num_proc=max(1, args.workers),
                 cache_root=work / "packed"))
-            stage_line("pack", train_mb, seconds, peak, work, num_blocks=packed.num_blocks)
+            stage_line("pack", train_mb, timing, peak, work, num_blocks=packed.num_blocks)
     print(json.dumps(quality, ensure_ascii=False), flush=True)
     return 0
 
