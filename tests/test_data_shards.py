@@ -91,7 +91,9 @@ def test_rerun_reuses_finished_shards_and_a_killed_one_is_redone(tmp_path):
     assert [k for k in markers if again.get(k) != markers[k]] == [killed]
     assert outputs(tmp_path / "o3") == outputs(tmp_path / "o1")
 
-    prepare_corpus(cfg(path, work, min_chars=30), tmp_path / "o4")  # other settings: other shards
+    prepare_corpus(cfg(path, work, validation_fraction=0.2, num_workers=2), tmp_path / "o4")
+    assert done_markers(work) == again  # split and pool size: the shards do not depend on them
+    prepare_corpus(cfg(path, work, min_chars=30), tmp_path / "o5")  # a filter setting: other shards
     assert len(done_markers(work)) == 2 * len(markers)
 
 

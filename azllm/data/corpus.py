@@ -45,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 DROP_REASONS = ("too_short", "non_latin", "duplicate", "bad_lines")
 """Reasons always present in `stats["dropped"]` (0 when none); filters add their own keys."""
+PARENT_ONLY_FIELDS = ("num_workers", "work_dir", "shard_mb", "corpus_weights", "validation_fraction",
+                      "max_validation_documents", "seed", "near_dedup", "sft_train", "sft_validation",
+                      "sft_validation_fraction")
+"""Settings the shards do not depend on: left out of their stamp, so changing them reuses the shards
+(the shard's byte range stands for `shard_mb`)."""
 __all__ = ["AtomicJsonl", "PreparedCorpus", "copies_for", "prepare_corpus", "unit_hash"]
 
 
@@ -104,7 +109,8 @@ def prepare_corpus(cfg: DataConfig, out_dir: Path, work_dir: Path | None = None)
     out_dir = Path(out_dir)
     work = Path(work_dir or resolve_path(cfg.work_dir) or cache_dir() / "prepare")
     workers = cfg.num_workers or available_cpus()
-    settings = {"data": json.dumps(asdict(cfg), sort_keys=True, ensure_ascii=False),
+    shard_fields = {k: v for k, v in asdict(cfg).items() if k not in PARENT_ONLY_FIELDS}
+    settings = {"data": json.dumps(shard_fields, sort_keys=True, ensure_ascii=False),
                 "eval_texts": "", "eval_digest": ""}
     eval_sources = [("validation", i, resolve_path(s)) for i, s in enumerate(cfg.validation)]
     if cfg.other_domain:
