@@ -35,11 +35,11 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from azllm.config import DataConfig, cache_dir, resolve_path
-from azllm.data.mix import Survivors, copies_for, dedup_shards, read_text, split_validation, train_order, unit_hash
+from azllm.data.mix import Survivors, copies_for, dedup_shards, read_line, split_validation, train_order, unit_hash
 from azllm.data.readers import DataError
 from azllm.data.shard_worker import process_shard
 from azllm.data.shards import Shard, available_cpus, plan_shards, run_shards
-from azllm.data.stats import add_document, empty_stats
+from azllm.data.stats import empty_stats
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ class AtomicJsonl:
 
     def write(self, name: str, record: dict[str, Any]) -> None:
         self._files[name].write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def write_line(self, name: str, line: str) -> None:
+        """A line already in JSONL form (newline included)."""
+        self._files[name].write(line)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -170,18 +174,20 @@ def _write_outputs(cfg: DataConfig, out_dir: Path, survivors: Survivors,
     plan = {"validation.jsonl": survivors.by_role["validation"] + held_out,
             "other_domain.jsonl": survivors.by_role["other_domain"],
             "train.jsonl": train_order(train, cfg)}
-    handles: dict[Path, Any] = {}
     try:
         with AtomicJsonl(out_dir, names) as out:
             for name in names:
+                split = stats[name.removesuffix(".jsonl")]
                 for ref in plan[name]:
-                    text = read_text(ref, handles)
-                    out.write(name, {"text": text})
-                    add_document(stats[name.removesuffix(".jsonl")], text)
+                    out.write_line(name, read_line(ref, survivors.handles).decode("utf-8"))
+                    words, chars, nbytes = ref.size
+                    split["documents"] += 1
+                    split["words"] += words
+                    split["chars"] += chars
+                    split["bytes"] += nbytes
             _check_not_empty(cfg, {**drop_stats, **stats})
     finally:
-        for f in handles.values():
-            f.close()
+        survivors.close()
     stats["num_unique_train_documents"] = len(train)
     return stats
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Hashable
 
 import numpy as np
 import xxhash
@@ -52,14 +53,14 @@ class NearDuplicates:
         self.num_perm = bands * rows
         self.lsh = MinHashLSH(num_perm=self.num_perm, params=(bands, rows))
         self.confirm_jaccard = confirm_jaccard
-        self.signatures: dict[str, np.ndarray] = {}
+        self.signatures: dict[Hashable, np.ndarray] = {}
         self.cluster_size: Counter = Counter()
         """Kept document key -> documents in its cluster (itself included) for those with copies."""
 
     def _lean(self, hashvalues: np.ndarray) -> LeanMinHash:
         return LeanMinHash(seed=1, hashvalues=hashvalues, scheme="affine32")
 
-    def add(self, key: str, hashvalues: np.ndarray, *, drop: bool = True) -> str | None:
+    def add(self, key: Hashable, hashvalues: np.ndarray, *, drop: bool = True) -> Hashable | None:
         """Index `key` unless it near-duplicates an indexed document (returned); `drop=False` always indexes."""
         mh = self._lean(hashvalues)
         if drop:

@@ -55,6 +55,8 @@ class DocRef:
     length: int
     digest: bytes
     source_index: int
+    size: tuple[int, int, int] = (0, 0, 0)
+    """(words, chars, bytes) of the text, counted by the worker: split statistics without re-reading."""
 
 
 @dataclass
@@ -67,6 +69,13 @@ class Survivors:
     dropped_by_source: dict[int, Counter] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     clusters: dict[str, Any] = field(default_factory=dict)
+    handles: dict[Path, Any] = field(default_factory=dict)
+    """Open docs.jsonl files (for examples and the outputs); closed by :meth:`close`."""
+
+    def close(self) -> None:
+        for f in self.handles.values():
+            f.close()
+        self.handles.clear()
 
 
 def dedup_shards(shards: list[Any], results: list[dict[str, Any]], cfg: DataConfig) -> Survivors:
@@ -81,39 +90,33 @@ def dedup_shards(shards: list[Any], results: list[dict[str, Any]], cfg: DataConf
     for shard, result in zip(shards, results):
         shard_dir = Path(result["dir"])
         signatures = np.load(shard_dir / "minhash.npy")
+        index = np.load(shard_dir / "index.npz")
         counts = out.dropped_by_source.setdefault(shard.source_index if shard.role == "corpus" else -1, Counter())
-        for row, (offset, line) in enumerate(_lines_with_offsets(shard_dir / "docs.jsonl")):
-            record = json.loads(line)
-            if shard.role == "corpus" and record["i"] >= budget:
+        rows = zip(index["sha1"], *(index[k].tolist() for k in ("read", "offset", "length", "words", "chars",
+                                                                   "bytes")))
+        for row, (sha1, read, offset, length, words, chars, nbytes) in enumerate(rows):
+            if shard.role == "corpus" and read >= budget:
                 break
-            digest = bytes.fromhex(record["sha1"])
+            digest = sha1.tobytes()
+            ref = DocRef(shard_dir, offset, length, digest, shard.source_index, (words, chars, nbytes))
             reason = None
             if digest in seen:
                 reason = "duplicate"
-            elif near is not None and near.add(record["sha1"], signatures[row],
-                                               drop=shard.role == "corpus") is not None:
+            elif near is not None and near.add(digest, signatures[row], drop=shard.role == "corpus") is not None:
                 reason = "near_duplicate"
             if reason:
                 out.dropped[reason] += 1
                 counts[reason] += 1
                 examples = out.examples.setdefault(reason, [])
                 if len(examples) < 3:
-                    examples.append(record["text"][:300])
+                    examples.append(read_text(ref, out.handles)[:300])
                 continue
             seen.add(digest)
-            out.by_role[shard.role].append(DocRef(shard_dir, offset, len(line), digest, shard.source_index))
+            out.by_role[shard.role].append(ref)
         if shard.role == "corpus":
             budget -= result["read"]
     out.clusters = near.cluster_stats() if near else {}
     return out
-
-
-def _lines_with_offsets(path: Path):
-    offset = 0
-    with open(path, "rb") as f:
-        for line in f:
-            yield offset, line
-            offset += len(line)
 
 
 def split_validation(docs: list[DocRef], cfg: DataConfig) -> tuple[list[DocRef], list[DocRef]]:
@@ -171,10 +174,14 @@ def _move_back(order: list[DocRef], i: int) -> bool:
     return False
 
 
-def read_text(ref: DocRef, handles: dict[Path, Any]) -> str:
-    """The text of a kept document (files stay open in `handles` for the next read)."""
+def read_line(ref: DocRef, handles: dict[Path, Any]) -> bytes:
+    """The `{"text": ...}` line of a kept document, as bytes (files stay open in `handles`)."""
     f = handles.get(ref.shard_dir)
     if f is None:
         f = handles[ref.shard_dir] = open(ref.shard_dir / "docs.jsonl", "rb")  # noqa: SIM115 - closed by caller
     f.seek(ref.offset)
-    return json.loads(f.read(ref.length))["text"]
+    return f.read(ref.length)
+
+
+def read_text(ref: DocRef, handles: dict[Path, Any]) -> str:
+    return json.loads(read_line(ref, handles))["text"]

@@ -1,6 +1,9 @@
 """What one process does to one shard: repair, filter, decontaminate, hash and MinHash each document.
 
-Output in the shard's directory: `docs.jsonl` (`{"text", "sha1", "i"}` per kept document, `i` its read index) and
+Output in the shard's directory: `docs.jsonl` (`{"text": ...}` per kept document, the output
+format, so the global stage copies bytes without parsing), `index.npz` (per kept document: `sha1`
+(n, 20) uint8, `read` (its read index in the shard), `offset` and `length` of its line, and
+its `words`, `chars`, `bytes` for the split statistics) and
 `minhash.npy` (uint32, one row of `minhash_bands * minhash_rows` values per kept document);
 the returned dict is the shard's statistics (also stored in its `done.json`).
 
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from azllm.config import DataConfig, section_from_dict
-from azllm.data.clean import latin_fraction
+from azllm.data.clean import count_words, latin_fraction
 from azllm.data.dedup import minhash_signature, ngram_keys
 from azllm.data.readers import BadLines
 from azllm.data.shards import Shard, iter_shard_documents
@@ -83,8 +86,10 @@ def process_shard(shard: Shard, shard_dir: Path, settings: dict[str, Any],
     stats: dict[str, Any] = {"read": 0, "kept": 0, "kept_bytes": 0, "dropped": Counter(), "examples": {},
                              "repairs": Counter()}
     bad = BadLines()
-    signatures = []
-    with open(shard_dir / "docs.jsonl", "w", encoding="utf-8") as out:
+    signatures, digests = [], []
+    columns: dict[str, list[int]] = {key: [] for key in ("read", "offset", "length", "words", "chars", "bytes")}
+    offset = 0
+    with open(shard_dir / "docs.jsonl", "wb") as out:
         for raw in iter_shard_documents(shard, text_field=cfg.text_field, skip_bad_lines=cfg.skip_bad_lines,
                                         counter=bad):
             if full and cfg.max_documents and stats["read"] >= cfg.max_documents:
@@ -101,13 +106,21 @@ def process_shard(shard: Shard, shard_dir: Path, settings: dict[str, Any],
             if reason:
                 _count_drop(stats, reason, text)
                 continue
-            digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
-            out.write(json.dumps({"text": text, "sha1": digest, "i": stats["read"] - 1}, ensure_ascii=False) + "\n")
+            line = (json.dumps({"text": text}, ensure_ascii=False) + "\n").encode("utf-8")
+            out.write(line)
+            encoded = text.encode("utf-8")
+            digests.append(hashlib.sha1(encoded).digest())
+            for key, value in (("read", stats["read"] - 1), ("offset", offset), ("length", len(line)),
+                               ("words", count_words(text)), ("chars", len(text)), ("bytes", len(encoded))):
+                columns[key].append(value)
+            offset += len(line)
             signatures.append(minhash_signature(text, cfg.minhash_ngram, cfg.minhash_bands * cfg.minhash_rows))
             stats["kept"] += 1
             stats["kept_bytes"] += len(text.encode("utf-8"))
     width = cfg.minhash_bands * cfg.minhash_rows
     np.save(shard_dir / "minhash.npy", np.array(signatures, dtype=np.uint32).reshape(-1, width))
+    np.savez(shard_dir / "index.npz", sha1=np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 20),
+             **{key: np.array(values, dtype=np.int64) for key, values in columns.items()})
     stats["bad_lines"] = bad.count
     stats["bad_line_examples"] = list(bad.examples)
     return json.loads(json.dumps(stats))  # Counters -> plain dicts, as done.json stores them
