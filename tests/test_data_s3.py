@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto.server import ThreadedMotoServer
 
-from azllm.config import DataConfig
+from azllm.config import DataConfig, QualityConfig
 from azllm.data.corpus import prepare_corpus
 from azllm.data.readers import BadLines, DataError, iter_documents
 
@@ -99,7 +99,8 @@ def test_bad_line_in_s3_object_names_key_and_line(s3):
 def test_prepare_corpus_from_s3(s3, tmp_path):
     s3.put_object(Bucket=BUCKET, Key="c.jsonl", Body=jsonl_bytes(DOCS))
     s3.put_object(Bucket=BUCKET, Key="v.jsonl", Body=jsonl_bytes(["Yoxlama üçün ayrıca sənəd."]))
-    cfg = DataConfig(corpus=(f"s3://{BUCKET}/c.jsonl",), validation=(f"s3://{BUCKET}/v.jsonl",))
-    prepared = prepare_corpus(cfg, tmp_path)
+    cfg = DataConfig(corpus=(f"s3://{BUCKET}/c.jsonl",), validation=(f"s3://{BUCKET}/v.jsonl",),
+                     quality=QualityConfig(enabled=False), work_dir=str(tmp_path / "work"))
+    prepared = prepare_corpus(cfg, tmp_path / "out")
     assert prepared.stats["train"]["documents"] == 3
     assert prepared.stats["validation"]["documents"] == 1

@@ -1,7 +1,11 @@
-"""azllm.data: read, clean, dedup and split the corpus and the SFT chat records.
+"""azllm.data: read, repair, filter, dedup, mix and split the corpus; the SFT chat records.
 
-The flow's `prepare_data` step calls :func:`prepare_corpus` and :func:`prepare_sft`;
-everything streams, so the corpus never sits in memory.
+The flow's `prepare_data` step calls :func:`prepare_corpus` and :func:`prepare_sft`.
+The corpus is cut into shards filtered by a process pool (`shards`, `shard_worker`:
+ftfy/NFC/look-alikes/PII in `textfix`, language ID in `langid`, Gopher/FineWeb
+filters in `quality`), then deduplicated across shards (`dedup`: exact + MinHash,
+13-gram decontamination) and mixed (`mix`); only the current line, per-document
+hashes and MinHash signatures are held in memory.
 """
 
 from azllm.data.clean import clean_text, count_words, latin_fraction
@@ -19,10 +23,11 @@ from azllm.data.sft import (
     read_chat_records,
     validate_chat_record,
 )
-from azllm.data.stats import corpus_stats, merge_stats
+from azllm.data.stats import corpus_stats, filter_rows, merge_stats
 
 __all__ = [
     "BadLines", "DataError", "PreparedCorpus", "PreparedSft", "clean_text", "corpus_stats", "count_words",
+    "filter_rows",
     "iter_documents", "iter_jsonl_texts", "iter_records", "latin_fraction", "merge_stats", "prepare_corpus",
     "prepare_sft", "read_chat_records", "validate_chat_record",
 ]

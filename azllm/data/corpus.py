@@ -1,42 +1,56 @@
-"""Corpus preparation: sources -> clean -> filter -> exact dedup -> weights -> train/validation.
-
-One streaming pass; memory is one SHA-1 digest (20 bytes) per kept document.
+"""Corpus preparation: sources -> shards (parallel: repair, filter, MinHash) -> global dedup -> mix.
 
     >>> from azllm.config import DataConfig
     >>> prepared = prepare_corpus(DataConfig(max_documents=300), Path("/tmp/azdata"))
     >>> prepared.stats["train"]["documents"]
 
-Outputs in `out_dir`: `train.jsonl`, `validation.jsonl` and, with `other_domain`
-set, `other_domain.jsonl`, one `{"text": ...}` per line. They appear together at
-the end (temp files renamed), so a failed run leaves no half-written file.
+Stages, each logged and with a progress bar:
 
-Order of reading: explicit validation sources, then `other_domain`, then the
-corpus. Evaluation text is read first so that a document in both is dropped from
-*train* (counted as `duplicate`): the held-out set stays fixed when the corpus changes.
+1. evaluation sources (validation, other-domain) and then the corpus, cut into
+   shards (:mod:`azllm.data.shards`) and filtered by a process pool
+   (:mod:`azllm.data.shard_worker`); finished shards stay in `work_dir` and are
+   skipped by a rerun or a Metaflow @retry;
+2. exact + MinHash dedup across every shard, validation by hash, weights by
+   sampling into a hash-ordered shuffle (:mod:`azllm.data.mix`);
+3. `train.jsonl`, `validation.jsonl` and, with `other_domain` set,
+   `other_domain.jsonl` (one `{"text": ...}` per line) appear together at the end
+   (temp files renamed), so a failed run leaves no half-written file.
+
+Evaluation text is read first so that a document in both is dropped from *train*
+(counted as `duplicate`), and train documents sharing a 13-gram with it are dropped
+(`contaminated`): the held-out set stays fixed when the corpus changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
+import logging
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from tqdm import tqdm
+from azllm.config import DataConfig, cache_dir, resolve_path
+from azllm.data.mix import Survivors, copies_for, dedup_shards, read_line, split_validation, train_order, unit_hash
+from azllm.data.readers import DataError
+from azllm.data.shard_worker import process_shard
+from azllm.data.shards import Shard, available_cpus, plan_shards, run_shards
+from azllm.data.stats import empty_stats
 
-from azllm.config import DataConfig, resolve_path
-from azllm.data.clean import clean_text, latin_fraction
-from azllm.data.readers import BadLines, DataError, iter_documents
-from azllm.data.stats import add_document, empty_stats
+logger = logging.getLogger(__name__)
 
 DROP_REASONS = ("too_short", "non_latin", "duplicate", "bad_lines")
+"""Reasons always present in `stats["dropped"]` (0 when none); filters add their own keys."""
+PARENT_ONLY_FIELDS = ("num_workers", "work_dir", "shard_mb", "corpus_weights", "validation_fraction",
+                      "max_validation_documents", "seed", "near_dedup", "sft_train", "sft_validation",
+                      "sft_validation_fraction")
+"""Settings the shards do not depend on: left out of their stamp, so changing them reuses the shards
+(the shard's byte range stands for `shard_mb`)."""
+__all__ = ["AtomicJsonl", "PreparedCorpus", "copies_for", "prepare_corpus", "unit_hash"]
 
 
 @dataclass(frozen=True)
@@ -45,41 +59,8 @@ class PreparedCorpus:
     validation_path: Path
     other_domain_path: Path | None
     stats: dict[str, Any]
-    """Per split: documents/bytes/words/chars; `dropped`: counts by reason; `sources`: read/kept each."""
-
-
-@dataclass
-class _Filter:
-    """Clean + filter + dedup state shared by every source of one preparation."""
-
-    cfg: DataConfig
-    progress: Any
-    seen: set[bytes] = field(default_factory=set)
-    dropped: Counter = field(default_factory=Counter)
-    bad: BadLines = field(default_factory=BadLines)
-    seen_train: int = 0
-    """Unique documents that went to train (before weighting)."""
-
-    def accept(self, raw: str) -> tuple[str, bytes] | None:
-        """The cleaned text and its digest, or None (the reason is counted in `dropped`)."""
-        self.progress.update(1)
-        text = clean_text(raw)
-        if len(text) < self.cfg.min_chars:
-            self.dropped["too_short"] += 1
-            return None
-        if latin_fraction(text) < self.cfg.min_latin_fraction:
-            self.dropped["non_latin"] += 1
-            return None
-        digest = hashlib.sha1(text.encode("utf-8")).digest()
-        if digest in self.seen:
-            self.dropped["duplicate"] += 1
-            return None
-        self.seen.add(digest)
-        return text, digest
-
-    def raw_documents(self, source: str) -> Iterator[str]:
-        return iter_documents(resolve_path(source), text_field=self.cfg.text_field,
-                              skip_bad_lines=self.cfg.skip_bad_lines, counter=self.bad)
+    """Per split: documents/bytes/words/chars; `dropped`: counts by reason; `sources`: read/kept each;
+    `dropped_by_source`, `dropped_examples`, `repairs`, `near_duplicates`, `shards` (see `filter_rows`)."""
 
 
 class AtomicJsonl:
@@ -107,21 +88,9 @@ class AtomicJsonl:
     def write(self, name: str, record: dict[str, Any]) -> None:
         self._files[name].write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def drop_lines(self, name: str, unwanted: dict[str, Any]) -> int:
-        """Rewrite the temp file of `name` without lines equal to `unwanted`; returns how many went."""
-        old = self._files[name]
-        old.close()
-        new = self._files[name] = self._open_temp(name)
-        target = json.dumps(unwanted, ensure_ascii=False) + "\n"
-        removed = 0
-        with open(old.name, encoding="utf-8") as f:
-            for line in f:
-                if line == target:
-                    removed += 1
-                else:
-                    new.write(line)
-        Path(old.name).unlink()
-        return removed
+    def write_line(self, name: str, line: str) -> None:
+        """A line already in JSONL form (newline included)."""
+        self._files[name].write(line)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -135,41 +104,32 @@ class AtomicJsonl:
                 Path(f.name).unlink(missing_ok=True)
 
 
-def unit_hash(seed: int, purpose: str, digest: bytes) -> float:
-    """A deterministic uniform number in [0, 1) for a document: streaming, reproducible sampling."""
-    h = hashlib.sha1(f"{seed}:{purpose}:".encode() + digest).digest()
-    return int.from_bytes(h[:8], "big") / 2**64
+def prepare_corpus(cfg: DataConfig, out_dir: Path, work_dir: Path | None = None) -> PreparedCorpus:
+    """Write train/validation(/other_domain) JSONL into `out_dir` and return paths and stats.
 
-
-def copies_for(weight: float, seed: int, digest: bytes) -> int:
-    """How many times a document of a source with `weight` goes to train.
-
-    floor(weight) copies, plus one more with probability frac(weight), decided by
-    the document's hash: weight 3.0 -> 3 copies, 0.25 -> a fixed quarter of documents once.
+    `work_dir` keeps finished shards between attempts (default `data.work_dir`, else
+    AZLLM_CACHE/prepare); shards whose stamp matches are reused, not redone.
     """
-    whole = math.floor(weight)
-    return whole + (unit_hash(seed, "weight", digest) < weight - whole)
-
-
-def prepare_corpus(cfg: DataConfig, out_dir: Path) -> PreparedCorpus:
-    """Write train/validation(/other_domain) JSONL into `out_dir` and return paths and stats."""
     out_dir = Path(out_dir)
-    names = ["train.jsonl", "validation.jsonl"] + (["other_domain.jsonl"] if cfg.other_domain else [])
-    stats: dict[str, Any] = {name.removesuffix(".jsonl"): empty_stats() for name in names}
-    with AtomicJsonl(out_dir, names) as out, \
-            tqdm(desc="prepare corpus", unit="doc", mininterval=2.0) as progress:
-        filt = _Filter(cfg, progress)
-        for source in cfg.validation:
-            _write_all(filt, source, out, "validation.jsonl", stats["validation"])
-        if cfg.other_domain:
-            _write_all(filt, cfg.other_domain, out, "other_domain.jsonl", stats["other_domain"])
-        stats["sources"], spare = _write_corpus(filt, out, stats)
-        if stats["validation"]["documents"] == 0 and spare and filt.seen_train > 1:
-            _move_to_validation(spare, out, stats)
-        stats["dropped"] = {reason: filt.dropped[reason] for reason in DROP_REASONS}
-        stats["dropped"]["bad_lines"] = filt.bad.count
-        stats["bad_line_examples"] = list(filt.bad.examples)
-        _check_not_empty(cfg, stats)
+    work = Path(work_dir or resolve_path(cfg.work_dir) or cache_dir() / "prepare")
+    workers = cfg.num_workers or available_cpus()
+    shard_fields = {k: v for k, v in asdict(cfg).items() if k not in PARENT_ONLY_FIELDS}
+    settings = {"data": json.dumps(shard_fields, sort_keys=True, ensure_ascii=False),
+                "eval_texts": "", "eval_digest": ""}
+    eval_sources = [("validation", i, resolve_path(s)) for i, s in enumerate(cfg.validation)]
+    if cfg.other_domain:
+        eval_sources.append(("other_domain", 0, resolve_path(cfg.other_domain)))
+    eval_shards = plan_shards(eval_sources, cfg.shard_mb)
+    eval_results = run_shards(eval_shards, work, settings, process_shard, workers, "filter evaluation text")
+    settings["eval_texts"], settings["eval_digest"] = _write_eval_texts(cfg, eval_results, work)
+    corpus_shards = plan_shards([("corpus", i, resolve_path(s)) for i, s in enumerate(cfg.corpus)], cfg.shard_mb)
+    logger.info("prepare corpus: %d evaluation + %d corpus shards, %d workers, work dir %s",
+                len(eval_shards), len(corpus_shards), workers, work)
+    corpus_results = run_shards(corpus_shards, work, settings, process_shard, workers, "filter corpus")
+    shards, results = eval_shards + corpus_shards, eval_results + corpus_results
+    survivors = dedup_shards(shards, results, cfg)
+    stats = _shard_stats(cfg, shards, results, survivors)
+    stats.update(_write_outputs(cfg, out_dir, survivors, stats))
     return PreparedCorpus(
         train_path=out_dir / "train.jsonl",
         validation_path=out_dir / "validation.jsonl",
@@ -178,68 +138,94 @@ def prepare_corpus(cfg: DataConfig, out_dir: Path) -> PreparedCorpus:
     )
 
 
-def _write_all(filt: _Filter, source: str, out: AtomicJsonl, name: str, split_stats: dict[str, int]) -> None:
-    """An evaluation source: every accepted document once, no split, no weight."""
-    for raw in filt.raw_documents(source):
-        kept = filt.accept(raw)
-        if kept:
-            out.write(name, {"text": kept[0]})
-            add_document(split_stats, kept[0])
+def _write_eval_texts(cfg: DataConfig, eval_results: list[dict[str, Any]], work: Path) -> tuple[str, str]:
+    """Every evaluation text (validation, other-domain, SFT validation) in one file for decontamination.
 
-
-def _write_corpus(filt: _Filter, out: AtomicJsonl,
-                  stats: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """The training sources: split (unless explicit validation), weight, honour max_documents.
-
-    Also returns the train document with the lowest split hash: the one moved to
-    validation when a small corpus leaves the hash-based hold-out empty.
+    Returns its path and SHA-1 (which goes into the corpus shards' stamp: new evaluation
+    text redoes them). SFT validation records held out by fraction are not known here.
     """
-    cfg = filt.cfg
-    weights = cfg.corpus_weights or (1.0,) * len(cfg.corpus)
-    hold_out = not cfg.validation
-    budget = cfg.max_documents or math.inf
-    per_source = []
-    spare: tuple[float, str] | None = None
-    for source, weight in zip(cfg.corpus, weights):
-        read = kept_count = 0
-        for raw in filt.raw_documents(source):
-            if budget <= 0:
-                break
-            budget -= 1
-            read += 1
-            kept = filt.accept(raw)
-            if not kept:
-                continue
-            kept_count += 1
-            text, digest = kept
-            u = unit_hash(cfg.seed, "split", digest)
-            if hold_out and u < cfg.validation_fraction:
-                out.write("validation.jsonl", {"text": text})
-                add_document(stats["validation"], text)
-                continue
-            filt.seen_train += 1
-            if hold_out and (spare is None or u < spare[0]):
-                spare = (u, text)
-            for _ in range(copies_for(weight, cfg.seed, digest)):
-                out.write("train.jsonl", {"text": text})
-                add_document(stats["train"], text)
-        per_source.append({"source": source, "weight": weight, "read": read, "kept": kept_count})
-    return per_source, spare[1] if spare else None
+    if not cfg.decontaminate_ngram:
+        return "", ""
+    texts = [json.loads(line)["text"] for r in eval_results
+             for line in (Path(r["dir"]) / "docs.jsonl").read_text(encoding="utf-8").splitlines()]
+    if cfg.sft_validation:
+        from azllm.data.readers import iter_records
+
+        for _, record in iter_records(resolve_path(cfg.sft_validation), skip_bad_lines=True):
+            texts += [m["content"] for m in record.get("messages", []) if isinstance(m, dict)
+                      and isinstance(m.get("content"), str)]
+    blob = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    digest = hashlib.sha1(blob.encode()).hexdigest()
+    path = work / f"eval-texts-{digest[:16]}.jsonl"
+    if not path.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(blob, encoding="utf-8")
+        os.replace(tmp, path)
+    return str(path), digest
 
 
-def _move_to_validation(text: str, out: AtomicJsonl, stats: dict[str, Any]) -> None:
-    """Guarantee a non-empty validation split: move one document (all its weighted copies) out of train."""
-    removed = out.drop_lines("train.jsonl", {"text": text})
-    for _ in range(removed):
-        stats["train"] = _subtract(stats["train"], text)
-    out.write("validation.jsonl", {"text": text})
-    add_document(stats["validation"], text)
+def _write_outputs(cfg: DataConfig, out_dir: Path, survivors: Survivors,
+                   drop_stats: dict[str, Any]) -> dict[str, Any]:
+    """The JSONL files, atomically (none if a split is empty); returns the per-split size stats."""
+    names = ["train.jsonl", "validation.jsonl"] + (["other_domain.jsonl"] if cfg.other_domain else [])
+    stats: dict[str, Any] = {name.removesuffix(".jsonl"): empty_stats() for name in names}
+    train, held_out = split_validation(survivors.by_role["corpus"], cfg)
+    plan = {"validation.jsonl": survivors.by_role["validation"] + held_out,
+            "other_domain.jsonl": survivors.by_role["other_domain"],
+            "train.jsonl": train_order(train, cfg)}
+    try:
+        with AtomicJsonl(out_dir, names) as out:
+            for name in names:
+                split = stats[name.removesuffix(".jsonl")]
+                for ref in plan[name]:
+                    out.write_line(name, read_line(ref, survivors.handles).decode("utf-8"))
+                    words, chars, nbytes = ref.size
+                    split["documents"] += 1
+                    split["words"] += words
+                    split["chars"] += chars
+                    split["bytes"] += nbytes
+            _check_not_empty(cfg, {**drop_stats, **stats})
+    finally:
+        survivors.close()
+    stats["num_unique_train_documents"] = len(train)
+    return stats
 
 
-def _subtract(split_stats: dict[str, int], text: str) -> dict[str, int]:
-    one = empty_stats()
-    add_document(one, text)
-    return {key: split_stats[key] - one[key] for key in split_stats}
+def _shard_stats(cfg: DataConfig, shards: list[Shard], results: list[dict[str, Any]],
+                 survivors: Survivors) -> dict[str, Any]:
+    """Drop counts by reason and by source, examples, repairs, cluster sizes: the card's rows."""
+    dropped: Counter = Counter(dict.fromkeys(DROP_REASONS, 0))
+    by_source: dict[str, Counter] = {}
+    examples: dict[str, list[str]] = {}
+    repairs: Counter = Counter()
+    bad_examples: list[str] = []
+    per_source = [{"source": s, "weight": (cfg.corpus_weights or (1.0,) * len(cfg.corpus))[i], "read": 0, "kept": 0}
+                  for i, s in enumerate(cfg.corpus)]
+    budget = cfg.max_documents or float("inf")
+    for shard, result in zip(shards, results):
+        name = cfg.corpus[shard.source_index] if shard.role == "corpus" else shard.role
+        dropped.update(result["dropped"])
+        dropped["bad_lines"] += result["bad_lines"]
+        by_source.setdefault(name, Counter()).update(result["dropped"])
+        for reason, texts in result["examples"].items():
+            examples.setdefault(reason, []).extend(texts[: 3 - len(examples.get(reason, []))])
+        repairs.update(result["repairs"])
+        bad_examples += result["bad_line_examples"][: 5 - len(bad_examples)]
+        if shard.role == "corpus":
+            read = min(result["read"], budget)
+            per_source[shard.source_index]["read"] += read
+            budget -= read
+    dropped.update(survivors.dropped)
+    for index, counts in survivors.dropped_by_source.items():
+        by_source.setdefault(cfg.corpus[index] if index >= 0 else "evaluation", Counter()).update(counts)
+    for reason, texts in survivors.examples.items():
+        examples.setdefault(reason, []).extend(texts)
+    for ref in survivors.by_role["corpus"]:
+        per_source[ref.source_index]["kept"] += 1
+    return {"dropped": dict(dropped), "dropped_by_source": {k: dict(v) for k, v in by_source.items()},
+            "dropped_examples": examples, "repairs": dict(repairs), "bad_line_examples": bad_examples,
+            "near_duplicates": survivors.clusters, "sources": per_source, "shards": len(shards)}
 
 
 def _check_not_empty(cfg: DataConfig, stats: dict[str, Any]) -> None:
@@ -248,7 +234,8 @@ def _check_not_empty(cfg: DataConfig, stats: dict[str, Any]) -> None:
             f"no training documents left after cleaning sources {list(cfg.corpus)}: dropped "
             f"{stats['dropped']}, {stats['validation']['documents']} held out for validation "
             f"(min_chars={cfg.min_chars}, min_latin_fraction={cfg.min_latin_fraction}, "
-            f"text_field={cfg.text_field!r}); check the sources and these settings"
+            f"text_field={cfg.text_field!r}); check the sources and these settings "
+            "(filters: data.langid, [data.quality])"
         )
     if stats["validation"]["documents"] == 0:
         where = (f"validation sources {list(cfg.validation)} have no documents left after cleaning"

@@ -83,9 +83,9 @@ def iter_documents(source: str, *, text_field: str = "text", skip_bad_lines: boo
     for item in _iter_items(source, columns=(text_field,)):
         value = item.value
         if not isinstance(value, DataError):
-            value = _text_of(item.where, value, text_field)
+            value = text_of(item.where, value, text_field)
         if isinstance(value, DataError):
-            _handle_bad(value, skip_bad_lines, counter)
+            handle_bad(value, skip_bad_lines, counter)
             continue
         yield value
 
@@ -101,7 +101,7 @@ def iter_records(source: str, *, skip_bad_lines: bool = False,
         if not isinstance(value, (dict, DataError)):
             value = DataError(f"{item.where}: expected a JSON object, got {type(value).__name__}")
         if isinstance(value, DataError):
-            _handle_bad(value, skip_bad_lines, counter)
+            handle_bad(value, skip_bad_lines, counter)
             continue
         yield item.where, value
 
@@ -160,7 +160,7 @@ def _iter_items(source: str, columns: tuple[str, ...] | None) -> Iterator[_Item]
             yield from _iter_local_file(path, columns)
 
 
-def _text_of(where: str, record: Any, text_field: str) -> str | DataError:
+def text_of(where: str, record: Any, text_field: str) -> str | DataError:
     if isinstance(record, _TextLine):
         return str(record)
     if not isinstance(record, dict):
@@ -175,7 +175,7 @@ def _text_of(where: str, record: Any, text_field: str) -> str | DataError:
     return text
 
 
-def _handle_bad(error: DataError, skip: bool, counter: BadLines | None) -> None:
+def handle_bad(error: DataError, skip: bool, counter: BadLines | None) -> None:
     if not skip:
         raise error
     if counter is not None:
@@ -207,14 +207,17 @@ def _iter_local_file(path: Path, columns: tuple[str, ...] | None) -> Iterator[_I
             if name.endswith(".parquet"):
                 yield from _iter_parquet(f, str(path), columns)
             else:
-                yield from _parse_lines(f, str(path), is_txt=name.endswith(".txt"))
+                yield from parse_lines(f, str(path), is_txt=name.endswith(".txt"))
     except (OSError, EOFError) as e:  # corrupt gzip stream, for example
         raise DataError(f"{path}: cannot read: {e}") from None
 
 
-def _parse_lines(lines: Iterable[bytes], where: str, *, is_txt: bool) -> Iterator[_Item]:
-    """Decode and parse line by line; line numbers are 1-based like editors show."""
-    for lineno, raw in enumerate(lines, start=1):
+def parse_lines(lines: Iterable[bytes], where: str, *, is_txt: bool, first_line: int = 1) -> Iterator[_Item]:
+    """Decode and parse line by line; line numbers are 1-based like editors show.
+
+    `first_line`: the number of the first line given (a shard that starts inside a file).
+    """
+    for lineno, raw in enumerate(lines, start=first_line):
         loc = f"{where}:{lineno}"
         try:
             line = raw.decode("utf-8")
@@ -309,7 +312,7 @@ def _iter_s3(url: str, columns: tuple[str, ...] | None) -> Iterator[_Item]:
         body = client.get_object(Bucket=bucket, Key=k)["Body"]
         try:
             stream: Iterable[bytes] = gzip.GzipFile(fileobj=body) if k.endswith(".gz") else _split_lines(body)
-            yield from _parse_lines(stream, where, is_txt=_strip_gz(k).endswith(".txt"))
+            yield from parse_lines(stream, where, is_txt=_strip_gz(k).endswith(".txt"))
         finally:
             body.close()
 

@@ -50,3 +50,17 @@ def describe_stats(stats: dict[str, int]) -> dict[str, float | int]:
     docs = stats["documents"]
     return {**stats, "mb": round(stats["bytes"] / 1e6, 6),
             "words_per_doc": round(stats["words"] / docs, 1) if docs else 0.0}
+
+
+def filter_rows(corpus: dict, example_chars: int = 120) -> list[dict[str, object]]:
+    """Card rows from `prepare_corpus(...).stats`: one per (source, reason) with a dropped example.
+
+    Sorted by source then most documents first; `example` is the first dropped text kept
+    for that reason (any source), cut to `example_chars`.
+    """
+    examples = corpus.get("dropped_examples", {})
+    rows = [{"source": source, "reason": reason, "documents": count,
+             "example": (examples.get(reason) or [""])[0][:example_chars]}
+            for source, counts in corpus.get("dropped_by_source", {}).items()
+            for reason, count in counts.items() if count]
+    return sorted(rows, key=lambda r: (str(r["source"]), -int(r["documents"]), str(r["reason"])))

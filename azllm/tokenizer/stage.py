@@ -23,7 +23,7 @@ from azllm.config import TokenizerConfig
 from azllm.tokenizer.load import load_tokenizer
 from azllm.tokenizer.metrics import fertility_table
 from azllm.tokenizer.strategies import build_arm_tokenizer
-from azllm.tokenizer.train import train_sweep
+from azllm.tokenizer.train import sample_texts, train_sweep
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequ
 
     out_dir = Path(out_dir)
     train_path = Path(train_path)
-    num_docs = sum(1 for _ in read_jsonl_texts(train_path))
+    num_docs = sum(1 for _ in sample_texts(train_path, cfg.sample_mb, show_progress=False))
     sizes = sorted({cfg.vocab_size, *cfg.sweep})
     trained = {t.requested_vocab_size: t for t in train_sweep(
-        lambda: read_jsonl_texts(train_path), sizes, min_frequency=cfg.min_frequency,
+        lambda: sample_texts(train_path, cfg.sample_mb), sizes, min_frequency=cfg.min_frequency,
         out_dir=out_dir, show_progress=False, length=num_docs)}
     main = trained[cfg.vocab_size]
     new = load_tokenizer(main.path)

@@ -17,6 +17,8 @@ size reached (specials included).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,34 @@ log = logging.getLogger(__name__)
 NUM_BYTES = 256
 MIN_VOCAB_SIZE = NUM_BYTES + NUM_SPECIAL_TOKENS
 """The 256-byte alphabet plus Llama 3's 256 specials: the smallest vocabulary that can exist."""
+
+
+def sample_texts(path: Path, sample_mb: float, *, seed: int = 0, show_progress: bool = True) -> Iterator[str]:
+    """A bounded sample of the unique documents of a prepared JSONL file, for BPE training.
+
+    Why: HF's BPE trainer keeps every distinct pre-token and pair in memory (users report
+    100+ GB on large corpora, huggingface/tokenizers#1345), and weighted copies in
+    train.jsonl would count a document several times. Each distinct document is kept when
+    a hash of its text falls below `sample_mb` / file size, the same rate for every source,
+    so the sample keeps the sources' shares; deterministic, so every pass of a sweep sees
+    the same documents. `sample_mb` <= 0 or >= the file: every unique document.
+    """
+    from tqdm import tqdm
+
+    path = Path(path)
+    size = path.stat().st_size
+    rate = 1.0 if sample_mb <= 0 else min(1.0, sample_mb * 1e6 / max(1, size))
+    seen: set[bytes] = set()
+    with open(path, "rb") as f, tqdm(total=size, unit="B", unit_scale=True, desc="tokenizer sample",
+                                     disable=not show_progress, mininterval=2.0) as bar:
+        for line in f:
+            bar.update(len(line))
+            text = json.loads(line)["text"]
+            digest = hashlib.sha1(f"{seed}:".encode() + text.encode("utf-8")).digest()
+            if digest in seen or int.from_bytes(digest[:8], "big") / 2**64 >= rate:
+                continue
+            seen.add(digest)
+            yield text
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,85 @@
+"""Exact and MinHash near-duplicate removal across all shards, and n-gram decontamination.
+
+MinHash over word 5-grams with 14 bands x 8 rows, as FineWeb-2 (`fineweb-2-pipeline.py`,
+`MinhashConfig(num_buckets=14, hashes_per_bucket=8, n_grams=5)`), through datasketch's
+`MinHash` (signatures, computed in the shard workers) and `MinHashLSH` (the bands, one
+index over every shard in the parent). A candidate pair is confirmed when the signatures'
+estimated Jaccard similarity reaches `confirm_jaccard`, which trims the LSH's chance hits
+(FineWeb-2's clustering takes every band collision).
+
+    >>> near = NearDuplicates(bands=14, rows=8)
+    >>> near.add("a", minhash_signature("bir iki üç dörd beş altı yeddi", 5, 112))
+    >>> near.add("b", minhash_signature("bir iki üç dörd beş altı yeddi", 5, 112))
+    'a'
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Hashable
+
+import numpy as np
+import xxhash
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+_WORDS = re.compile(r"\w+")
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-cased words without punctuation: the unit of shingles and of decontamination n-grams."""
+    return _WORDS.findall(text.lower())
+
+
+def minhash_signature(text: str, n: int, num_perm: int) -> np.ndarray:
+    """datasketch MinHash (xxh32 of each word n-gram; the whole text when it has fewer than n words)."""
+    words = words_of(text)
+    shingles = [" ".join(words[i:i + n]).encode() for i in range(max(1, len(words) - n + 1))]
+    m = MinHash(num_perm=num_perm, seed=1, hashfunc=xxhash.xxh32_intdigest)
+    m.update_batch(shingles)
+    return m.hashvalues
+
+
+def ngram_keys(text: str, n: int) -> set[int]:
+    """Hashes of the word n-grams of `text` (Python's hash: compare only within one process)."""
+    words = words_of(text)
+    return {hash(tuple(words[i:i + n])) for i in range(len(words) - n + 1)}
+
+
+class NearDuplicates:
+    """One MinHashLSH index; `add` returns the key of an earlier near-duplicate, or None (then indexes it)."""
+
+    def __init__(self, *, bands: int, rows: int, confirm_jaccard: float = 0.7) -> None:
+        self.num_perm = bands * rows
+        self.lsh = MinHashLSH(num_perm=self.num_perm, params=(bands, rows))
+        self.confirm_jaccard = confirm_jaccard
+        self.signatures: dict[Hashable, np.ndarray] = {}
+        self.cluster_size: Counter = Counter()
+        """Kept document key -> documents in its cluster (itself included) for those with copies."""
+
+    def _lean(self, hashvalues: np.ndarray) -> LeanMinHash:
+        return LeanMinHash(seed=1, hashvalues=hashvalues, scheme="affine32")
+
+    def add(self, key: Hashable, hashvalues: np.ndarray, *, drop: bool = True) -> Hashable | None:
+        """Index `key` unless it near-duplicates an indexed document (returned); `drop=False` always indexes."""
+        mh = self._lean(hashvalues)
+        if drop:
+            for other in self.lsh.query(mh):
+                if _jaccard(self.signatures[other], hashvalues) >= self.confirm_jaccard:
+                    self.cluster_size[other] += 1 if self.cluster_size[other] else 2
+                    return other
+        self.lsh.insert(key, mh, check_duplication=False)
+        self.signatures[key] = hashvalues
+        return None
+
+    def cluster_stats(self, top: int = 10) -> dict:
+        """Cluster sizes for the card: how many clusters, a size histogram, the largest few."""
+        sizes = Counter(self.cluster_size.values())
+        return {"clusters": len(self.cluster_size),
+                "documents_removed": sum(s - 1 for s in self.cluster_size.values()),
+                "size_histogram": {str(k): v for k, v in sorted(sizes.items())},
+                "largest": sorted(self.cluster_size.values(), reverse=True)[:top]}
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.count_nonzero(a == b)) / len(a)

@@ -1,0 +1,117 @@
+"""Dedup across shards (exact, MinHash), decontamination, weighted shuffle without adjacent copies,
+validation cap.
+
+    .venv/bin/python -m pytest -q tests/test_data_dedup.py
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from azllm.config import DataConfig, QualityConfig
+from azllm.data.corpus import prepare_corpus
+from azllm.data.mix import DocRef, train_order
+from azllm.data.readers import iter_jsonl_texts
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+needs_shared = pytest.mark.skipif(not (SHARED / "az_corpus" / "train-00000.jsonl").exists(),
+                                  reason="../shared/data is not present")
+
+
+def write_jsonl(path: Path, texts: list[str]) -> str:
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    return str(path)
+
+
+def real_docs(n: int, min_words: int = 120) -> list[str]:
+    """The first n legal articles of the shared corpus with at least `min_words` words."""
+    out = []
+    with open(SHARED / "az_corpus" / "train-00000.jsonl", encoding="utf-8") as f:
+        for line in f:
+            text = json.loads(line)["text"]
+            if len(text.split()) >= min_words and text not in out:
+                out.append(text)
+            if len(out) == n:
+                return out
+    return out
+
+
+def near_copy(text: str, k: int) -> str:
+    """Every 100th word changed: a near-duplicate (Jaccard of word 5-grams ~0.9, which 14 bands x 8
+    rows find with probability > 0.999; at 0.75 it would be ~0.77)."""
+    words = text.split(" ")
+    return " ".join(f"{w}{k}" if i % 100 == 7 else w for i, w in enumerate(words))
+
+
+def cfg(tmp_path: Path, corpus: tuple[str, ...], **kw) -> DataConfig:
+    return DataConfig(corpus=corpus, num_workers=1, shard_mb=0.05, work_dir=str(tmp_path / "work"), langid=False,
+                      quality=QualityConfig(enabled=False), **kw)
+
+
+def read(path: Path) -> list[str]:
+    return list(iter_jsonl_texts(path))
+
+
+@needs_shared
+def test_near_and_exact_duplicates_across_shards(tmp_path):
+    docs = real_docs(30)
+    planted = [near_copy(d, 1) for d in docs[:10]] + [near_copy(d, 2) for d in docs[:5]] + docs[10:15]
+    src = write_jsonl(tmp_path / "c.jsonl", docs + planted)  # ~0.2 MB: several shards
+    prepared = prepare_corpus(cfg(tmp_path, (src,)), tmp_path / "out")
+    kept = read(prepared.train_path) + read(prepared.validation_path)
+    assert sorted(kept) == sorted(docs)
+    stats = prepared.stats
+    assert stats["shards"] > 1
+    assert stats["dropped"]["duplicate"] == 5
+    assert stats["dropped"]["near_duplicate"] == 15
+    assert stats["near_duplicates"]["size_histogram"] == {"2": 5, "3": 5}
+    assert stats["near_duplicates"]["clusters"] == 10
+
+
+@needs_shared
+def test_train_documents_sharing_13_grams_with_evaluation_text_are_dropped(tmp_path):
+    docs = real_docs(20)
+    val_text = "Bu yoxlama mətnidir və onun on üç sözlük parçası öyrədilən mətnə düşməməlidir heç vaxt ."
+    twelve = " ".join(val_text.split()[:12])
+    leaked, safe = docs[0] + " " + val_text, docs[1] + " " + twelve
+    src = write_jsonl(tmp_path / "c.jsonl", [leaked, safe] + docs[2:])
+    val = write_jsonl(tmp_path / "v.jsonl", [val_text])
+    prepared = prepare_corpus(cfg(tmp_path, (src,), validation=(val,)), tmp_path / "out")
+    train = read(prepared.train_path)
+    assert leaked not in train and safe in train
+    assert prepared.stats["dropped"]["contaminated"] == 1
+
+
+def test_weighted_copies_are_never_adjacent(tmp_path):
+    docs = [f"Sənəd {i}: {' '.join(f'söz{i * 13 + k}' for k in range(8))}." for i in range(6)]
+    a = write_jsonl(tmp_path / "a.jsonl", docs)
+    b = write_jsonl(tmp_path / "b.jsonl", ["Tək sənəd, amma üç dəfə: " + " ".join(f"x{k}" for k in range(9))])
+    v = write_jsonl(tmp_path / "v.jsonl", ["Yoxlama sənədi burada yazılıb, ayrıca."])
+    prepared = prepare_corpus(cfg(tmp_path, (a, b), corpus_weights=(1.0, 3.0), validation=(v,)), tmp_path / "out")
+    train = read(prepared.train_path)
+    assert Counter(train)[read(Path(b))[0]] == 3 and len(train) == 9
+    assert all(x != y for x, y in zip(train, train[1:])), train
+
+
+def test_train_order_moves_copies_apart():
+    refs = {name: DocRef(Path("."), 0, 0, name.encode() * 20, i) for i, name in enumerate("ab")}
+    order = train_order([refs["a"], refs["b"]], DataConfig(corpus=("x", "y"), corpus_weights=(3.0, 2.0)))
+    digests = [r.digest for r in order]
+    assert Counter(digests) == {refs["a"].digest: 3, refs["b"].digest: 2}
+    assert all(x != y for x, y in zip(digests, digests[1:])), digests
+
+
+def test_validation_cap_keeps_the_lowest_hashes(tmp_path):
+    docs = [f"Sənəd nömrə {i}: " + " ".join(f"söz{i * 17 + k}" for k in range(8)) for i in range(200)]
+    src = write_jsonl(tmp_path / "c.jsonl", docs)
+    capped = prepare_corpus(cfg(tmp_path, (src,), validation_fraction=0.2, max_validation_documents=5),
+                            tmp_path / "capped")
+    full = prepare_corpus(cfg(tmp_path, (src,), validation_fraction=0.2), tmp_path / "full")
+    val, val_full = read(capped.validation_path), read(full.validation_path)
+    assert len(val) == 5 < len(val_full)
+    assert set(val) <= set(val_full)
+    assert len(read(capped.train_path)) == 195
