@@ -1,12 +1,12 @@
 """Language identification whose models ship in the wheel (no hub download): py3langid or lingua.
 
-Measured here: over every Azerbaijani document of
-../shared/data (7,431) plus 200 mutated Turkish and 75 English paragraphs written by this
-project, restricted to {az, tr, en, ru, kk}, on the first 1,000 characters:
+Measured here (`benchmarks/langid_compare.py`): every Azerbaijani document of ../shared/data
+(7,431), 200 mutated Turkish and 75 English paragraphs written by this project, candidates
+{az, tr, en, ru, kk}, first 1,000 characters; speed in MB of whole documents per CPU second:
 
-    backend              Azerbaijani kept    Turkish kept   English kept   speed (1 core, shared)
-    py3langid 0.3.0      7,429 / 7,431       0 / 200        0 / 75         ~5.6 MB/s
-    lingua 2.1.1 (low)   7,423 / 7,431       0 / 200        0 / 75         ~3.6 MB/s
+    backend              Azerbaijani kept    Turkish kept   English kept   Azerbaijani docs MB/cpu-s
+    py3langid 0.3.0      7,429 / 7,431       0 / 200        0 / 75         14.3
+    lingua 2.1.1 (low)   7,423 / 7,431       0 / 200        0 / 75          8.3
 
 On 1,822 single sentences of the shared news (>= 5 words) py3langid keeps 1,807, lingua
 1,814; both keep none of the 33 Turkish sentences. lingua calls some long Azerbaijani legal

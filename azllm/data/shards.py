@@ -40,7 +40,7 @@ from azllm.data.readers import (
 
 logger = logging.getLogger(__name__)
 
-SHARD_CODE_VERSION = 2
+SHARD_CODE_VERSION = 3
 """Bump when the per-shard processing changes: old finished shards are then redone."""
 _SCAN_BYTES = 16 << 20
 
