@@ -57,7 +57,8 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> C
 
 
 def load_chat_model(spec: ChatModel):
-    """(model, tokenizer) ready for generation; the adapter is applied when given."""
+    """(model, tokenizer) ready for generation; the adapter is applied when given. On the GPU in
+    bf16 (fp16 without bf16) when there is one, else on the CPU in fp32 (`select_placement`)."""
     from azllm.eval.load import load_model_and_tokenizer
 
     return load_model_and_tokenizer(spec.model_dir, spec.tokenizer_dir, spec.adapter_dir)
@@ -80,6 +81,8 @@ def answer(model, tokenizer, messages: list[dict[str, str]], *, max_new_tokens: 
 
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True)
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
     from azllm.eval.generation import stop_token_ids
 
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if stream else None

@@ -377,10 +377,16 @@ class EvalConfig:
     """Documents scored for BPB per file (0 = all)."""
     max_sft_questions: int = 20
     """Held-out chat questions answered and scored with chrF."""
+    batch_size: int = 8
+    """Windows (BPB) or chat records (assistant loss) scored per forward pass, right-padded and
+    masked so the sums do not depend on it; at most 8,192 padded tokens per pass whatever it is."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"[eval] max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise ConfigError(f"[eval] batch_size must be >= 1 (1 = one window per forward pass), "
+                              f"got {self.batch_size}")
 
 
 @dataclass(frozen=True, kw_only=True)

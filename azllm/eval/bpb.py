@@ -21,6 +21,7 @@ import torch
 
 from azllm.eval.load import load_model_and_tokenizer
 from azllm.eval.loss import pad_batch
+from azllm.model.device import Placement
 
 DEFAULT_CONTEXT_LENGTH = 2048
 """Used when the model config names no `max_position_embeddings`."""
@@ -63,7 +64,9 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
     Returns `bpb`, `nats` (summed NLL), `bytes` (UTF-8, NFC), `tokens` (scored), `documents`.
     `max_documents` > 0 scores only the first N non-empty documents. `context_length`
     defaults to the model's `max_position_embeddings`; `stride` (new tokens per
-    window) to half of it. Documents of similar length are batched with right padding.
+    window) to half of it. Windows of similar length are scored `batch_size` per forward pass
+    (at most MAX_BATCH_TOKENS padded tokens), right-padded with the padding masked out of the
+    sums, on the model's device and in its dtype; the sums are taken on the CPU in float64.
     """
     if context_length is None:
         context_length = getattr(model.config, "max_position_embeddings", None) or DEFAULT_CONTEXT_LENGTH
@@ -114,10 +117,10 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
         for i, (ids, num_targets) in enumerate(batch):
             labels[i, len(ids) - num_targets:len(ids)] = torch.tensor(ids[len(ids) - num_targets:])
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits  # (B, T, V)
-        targets = labels[:, 1:].to(device)  # (B, T-1)
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets,
+        targets = labels[:, 1:]  # (B, T-1), on the CPU: padding and prefixes are -100
+        nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets.to(device),
                                                 ignore_index=-100, reduction="none")  # (B, T-1)
-        total_nats += nll.double().sum().item()
+        total_nats += nll.float().cpu().double().sum().item()
         total_tokens += int((targets != -100).sum())
     if was_training:
         model.train()
@@ -134,8 +137,10 @@ def read_texts(path: Path | str, text_field: str = "text") -> list[str]:
 
 
 def evaluate_bpb_files(model_dir: Path | str, tokenizer_dir: Path | str, files: dict[str, Path], *,
-                       max_documents: int = 0, **kwargs) -> dict[str, dict]:
-    """BPB of one model on several files, loading the model once: {name: evaluate_bpb(...) result}."""
-    model, tokenizer = load_model_and_tokenizer(model_dir, tokenizer_dir)
+                       max_documents: int = 0, placement: Placement | None = None, **kwargs) -> dict[str, dict]:
+    """BPB of one model on several files, loading the model once: {name: evaluate_bpb(...) result}.
+
+    The model goes to `placement` (default: the hardware's choice, `select_placement`)."""
+    model, tokenizer = load_model_and_tokenizer(model_dir, tokenizer_dir, placement=placement)
     return {name: evaluate_bpb(model, tokenizer, read_texts(path), max_documents=max_documents, **kwargs)
             for name, path in files.items()}

@@ -91,9 +91,11 @@ def choose_arm(bpb: dict[str, dict[str, float]], arms: list[str], *, pinned: str
 
 def compare_arms(cfg: PipelineConfig, *, arm_dirs: dict[str, tuple[Path, Path]], data_dir: Path) -> ArmComparison:
     """BPB of base and arms on validation (and other-domain) text, and each tokenizer's statistics on
-    the validation text; `arm_dirs`: arm -> (model, tokenizer)."""
+    the validation text; `arm_dirs`: arm -> (model, tokenizer). Scored on the step's accelerator
+    when it has one (`placement_for_model_dtype`), `[eval] batch_size` windows per forward pass."""
     from azllm.data.pipeline import eval_files
     from azllm.eval.bpb import evaluate_bpb_files, read_texts
+    from azllm.model.device import placement_for_model_dtype, release_memory
     from azllm.model.load import materialize_base_model
     from azllm.tokenizer.load import load_tokenizer
 
@@ -102,9 +104,14 @@ def compare_arms(cfg: PipelineConfig, *, arm_dirs: dict[str, tuple[Path, Path]],
     models = {"base": (base_dir, base_dir), **arm_dirs}
     validation = read_texts(files["validation"])
     base_tokenizer = load_tokenizer(base_dir)
+    placement = placement_for_model_dtype(cfg.model.dtype)
+    print(f"[azllm] BPB on {placement.device} in {placement.dtype}, {cfg.eval.batch_size} windows per pass",
+          flush=True)
     bpb, token_stats = {}, {}
     for name, (model_dir, tokenizer_dir) in models.items():
-        scores = evaluate_bpb_files(model_dir, tokenizer_dir, files, max_documents=cfg.eval.max_bpb_documents)
+        scores = evaluate_bpb_files(model_dir, tokenizer_dir, files, max_documents=cfg.eval.max_bpb_documents,
+                                    placement=placement, batch_size=cfg.eval.batch_size)
+        release_memory(placement)
         bpb[name] = {f: round(float(s["bpb"]), 6) for f, s in scores.items()}
         token_stats[name] = arm_token_stats(load_tokenizer(tokenizer_dir), base_tokenizer, validation)
         print(f"[azllm] BPB {name}: {bpb[name]}; tokenizer on validation: {token_stats[name]}", flush=True)

@@ -9,9 +9,11 @@ from azllm.config import PipelineConfig
 
 def evaluate_run(cfg: PipelineConfig, *, cpt_dir: Path, tokenizer_dir: Path, adapter_dir: Path,
                  data_dir: Path, out_dir: Path):
-    """Evaluate the base model, the chosen CPT model and the SFT adapter on top of it."""
+    """Evaluate the base model, the chosen CPT model and the SFT adapter on top of it, on the step's
+    accelerator when it has one (`[model] dtype` bfloat16/float16 is kept, float32 follows the hardware)."""
     from azllm.data.pipeline import eval_files
     from azllm.eval.report import ModelSpec, evaluate_models
+    from azllm.model.device import placement_for_model_dtype
     from azllm.model.load import materialize_base_model
 
     base_dir = materialize_base_model(cfg.model)
@@ -21,4 +23,5 @@ def evaluate_run(cfg: PipelineConfig, *, cpt_dir: Path, tokenizer_dir: Path, ada
         "sft": ModelSpec(model_dir=cpt_dir, tokenizer_dir=tokenizer_dir, adapter_dir=adapter_dir, chat=True),
     }
     return evaluate_models(cfg.eval, models=models, files=eval_files(data_dir),
-                           sft_validation=data_dir / "sft_validation.jsonl", out_dir=out_dir)
+                           sft_validation=data_dir / "sft_validation.jsonl", out_dir=out_dir,
+                           placement=placement_for_model_dtype(cfg.model.dtype))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import EvalConfig
+from azllm.model.device import Placement
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,11 @@ class EvalReport:
 
 
 def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dict[str, Path],
-                    sft_validation: Path | None, out_dir: Path) -> EvalReport:
-    """Score every model on the same files and prompts; see the module docstring."""
+                    sft_validation: Path | None, out_dir: Path, placement: Placement | None = None) -> EvalReport:
+    """Score every model on the same files and prompts; see the module docstring.
+
+    Each model is loaded on `placement` (default: the hardware's choice, `select_placement`),
+    one at a time, and BPB and the assistant loss score `cfg.batch_size` sequences per pass."""
     import pandas as pd
 
     from azllm.data.sft import read_chat_messages
@@ -57,7 +61,9 @@ def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dic
     from azllm.eval.load import load_model_and_tokenizer
     from azllm.eval.loss import assistant_token_loss
     from azllm.eval.scores import answer_questions, chrf, reference_answers
+    from azllm.model.device import release_memory, select_placement
 
+    placement = placement or select_placement()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     texts = {name: read_texts(path) for name, path in files.items()}
@@ -66,9 +72,12 @@ def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dic
     metrics: dict[str, dict[str, Any]] = {}
     generations: list[dict[str, str]] = []
     for name, spec in models.items():
-        logger.info("eval: %s (%s%s)", name, spec.model_dir, f" + {spec.adapter_dir}" if spec.adapter_dir else "")
-        model, tokenizer = load_model_and_tokenizer(spec.model_dir, spec.tokenizer_dir, spec.adapter_dir)
-        bpb = {f: evaluate_bpb(model, tokenizer, docs, max_documents=cfg.max_bpb_documents, show_progress=False)
+        logger.info("eval: %s (%s%s) on %s in %s", name, spec.model_dir,
+                    f" + {spec.adapter_dir}" if spec.adapter_dir else "", placement.device, placement.dtype)
+        model, tokenizer = load_model_and_tokenizer(spec.model_dir, spec.tokenizer_dir, spec.adapter_dir,
+                                                    placement=placement)
+        bpb = {f: evaluate_bpb(model, tokenizer, docs, max_documents=cfg.max_bpb_documents,
+                               batch_size=cfg.batch_size, show_progress=False)
                for f, docs in texts.items()}
         samples = generate_samples(model, tokenizer, cfg.prompts, max_new_tokens=cfg.max_new_tokens,
                                    chat=spec.chat)
@@ -84,11 +93,12 @@ def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dic
         if questions and (spec.adapter_dir is not None or spec.chat):
             answers = answer_questions(model, tokenizer, questions, cfg.max_new_tokens)
             entry["chrf"] = chrf(answers, reference_answers(questions))
-            entry["assistant_loss"] = assistant_token_loss(model, tokenizer, questions)
+            entry["assistant_loss"] = assistant_token_loss(model, tokenizer, questions, batch_size=cfg.batch_size)
             generations += [{"model": name, "kind": "qa", "prompt": q[-2]["content"] if len(q) > 1 else "",
                              "text": a} for q, a in zip(questions, answers, strict=True)]
         metrics[name] = entry
         del model
+        release_memory(placement)
 
     tables = {
         "bpb": pd.DataFrame({n: m["bpb"] for n, m in metrics.items()}).T.rename_axis("model"),

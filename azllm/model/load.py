@@ -6,7 +6,8 @@ Names (``smollm2-135m``, a local directory, a hub id) resolve through
 - ``tiny-random`` (through :func:`materialize_base_model` only): a seeded random
   Llama for tests, sized by ``ModelConfig.tiny``, vocabulary from ``ModelConfig.tokenizer``,
   cached under ``cache_dir() / "models"`` and written atomically like the registry's caches;
-- :func:`load_model`: a causal LM from such a directory.
+- :func:`load_model`: a causal LM from such a directory, on the device and in the dtype asked
+  (:mod:`azllm.model.device` picks them from the hardware).
 
     >>> from azllm.config import ModelConfig
     >>> from azllm.model.load import load_model, materialize_base_model
@@ -22,13 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from azllm.config import ModelConfig, cache_dir
+from azllm.model.device import DTYPES as _DTYPES
+from azllm.model.device import Placement
 from azllm.model.registry import build_atomically, resolve_model_dir
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-_DTYPES = ("float32", "bfloat16", "float16")
-
 
 def _tiny_cache_key(cfg: ModelConfig) -> str:
     payload = json.dumps({"tiny": asdict(cfg.tiny), "tokenizer": cfg.tokenizer, "seed": cfg.seed,
@@ -98,22 +98,28 @@ def materialize_base_model(cfg: ModelConfig) -> Path:
 
 
 def load_model(path: str | Path, *, dtype: str = "float32", attn_implementation: str = "sdpa",
-               device: str | None = None) -> PreTrainedModel:
+               device: str | None = None, placement: Placement | None = None) -> PreTrainedModel:
     """A causal LM from a directory made by :func:`resolve_model_dir` / :func:`materialize_base_model`.
 
     ``dtype``: float32, bfloat16 or float16. ``device``: e.g. ``cuda:0``; None = CPU.
+    ``placement`` (:func:`azllm.model.device.select_placement`) sets both instead. On an
+    accelerator the weights are loaded straight onto it (``device_map``), without a CPU copy.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
+    if placement is not None:
+        dtype, device = placement.dtype, placement.device
     if dtype not in _DTYPES:
         raise ValueError(f"dtype={dtype!r}; accepted: {list(_DTYPES)}")
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} has no config.json: resolve it first with resolve_model_dir / "
                                 "materialize_base_model")
+    on_accelerator = device is not None and device != "cpu"
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation)
-    if device is not None:
+        path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation,
+        **({"device_map": device} if on_accelerator else {}))
+    if device is not None and not on_accelerator:
         model = model.to(device)
     return model

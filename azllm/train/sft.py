@@ -187,6 +187,7 @@ def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path:
     `on_checkpoint(path)` is called after each trainer checkpoint is written (every
     `cfg.save_steps`, and at the end). `resume_from_checkpoint` goes to `trainer.train`.
     """
+    from azllm.model.device import autocast_for, select_placement
     from azllm.model.load import load_model
     from azllm.tokenizer.load import load_tokenizer
 
@@ -208,15 +209,20 @@ def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path:
                 f"{cfg.num_epochs} epochs = {math.ceil(len(train.records) * cfg.num_epochs / batch)} steps")
 
     # -- model and trainer ----------------------------------------------------
-    model = load_model(model_dir)
-    loss_before = assistant_token_loss(model, tokenizer, validation, max_length=cfg.max_length)
+    # fp32 weights (what the trainer trains) moved to the step's device (no device_map: the Trainer
+    # would take it for model parallelism); scored in the device's bf16/fp16 through autocast
+    placement = select_placement()
+    model = load_model(model_dir).to(placement.device)
+    with autocast_for(placement):
+        loss_before = assistant_token_loss(model, tokenizer, validation, max_length=cfg.max_length)
     trainer = build_sft_trainer(cfg, model, tokenizer, train.records, out_dir=out_dir,
                                 on_checkpoint=on_checkpoint)
 
     # -- train ----------------------------------------------------------------
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     peft_model = trainer.model
-    loss_after = assistant_token_loss(peft_model, tokenizer, validation, max_length=cfg.max_length)
+    with autocast_for(placement):
+        loss_after = assistant_token_loss(peft_model, tokenizer, validation, max_length=cfg.max_length)
 
     # -- save -----------------------------------------------------------------
     adapter_dir = out_dir / "adapter"
