@@ -19,9 +19,9 @@ import torch
 from safetensors.torch import load_file
 
 from azllm.config import CptConfig, PhaseConfig
-from azllm.train.checkpointing import list_checkpoints
-from azllm.train.cpt import BlockStream, PhaseSpec, load_training_blocks, run_cpt_phase
-from azllm.train.launcher import WorkerError
+from azllm.train.blocks import BlockStream, load_training_blocks
+from azllm.train.checkpointing import list_checkpoints, missing_files
+from azllm.train.launcher import PhaseSpec, WorkerError, run_cpt_phase
 
 BLOCK_SIZE = 32
 TEXTS = [
@@ -115,16 +115,23 @@ def test_embeddings_phase_trains_only_embeddings_under_fsdp(tiny_base, tmp_path,
 
 @pytest.fixture(scope="module")
 def full_runs(tiny_base, tmp_path_factory):
-    """An uninterrupted 18-step full run, and the same spec killed after step 3 then resumed."""
+    """An uninterrupted 18-step full run, and the same spec killed after step 6 (checkpoints 3
+    and 6 written), one shard file of step 6 deleted, then resumed: from step 3."""
     tmp = tmp_path_factory.mktemp("full")
     train = {"lr": 1e-2, "max_steps": 18, "save_every_steps": 3, "log_every_steps": 1}
     straight = _run(tiny_base, tmp, "full", work="straight", **train)
     with pytest.raises(WorkerError, match="injected failure") as failed:
         run_cpt_phase(_cpt("full", **train), phase="full", model_dir=tiny_base["tied"],
                       blocks_path=tiny_base["blocks"], out_dir=tmp / "resumed-out",
-                      work_dir=tmp / "resumed", nproc_per_node=2, fail_after_step=3)
+                      work_dir=tmp / "resumed", nproc_per_node=2, fail_after_step=6)
     assert not (tmp / "resumed-out").exists()
-    assert [p.name for p in list_checkpoints(tmp / "resumed" / "checkpoints")] == ["step-000003"]
+    ckpts = tmp / "resumed" / "checkpoints"
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step-000003", "step-000006"]
+    shard = sorted((ckpts / "step-000006").glob("*.distcp"))[-1]
+    shard.unlink()
+    missing = missing_files(ckpts / "step-000006")
+    assert missing == [shard.name], missing
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step-000003"], "an incomplete checkpoint is listed"
     resumed = _run(tiny_base, tmp, "full", work="resumed", **train)
     return {"straight": straight, "resumed": resumed, "error": str(failed.value), "dir": tmp}
 

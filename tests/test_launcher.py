@@ -5,36 +5,40 @@ Run: .venv/bin/python -m pytest -q tests/test_launcher.py  (no torch workers; < 
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
 
 import pytest
 
+from azllm.compute.distributed import parallel_torchrun_args
 from azllm.train.checkpointing import (
     accept_loaded_checkpoint,
     latest_checkpoint,
+    list_checkpoints,
+    missing_files,
     register_with_metaflow,
     restore_checkpoint,
+    save_checkpoint,
 )
 from azllm.train.launcher import (
     WorkerError,
     free_port,
-    parallel_torchrun_args,
     run_torchrun,
     torchrun_command,
 )
 
 
 def test_single_node_is_standalone():
-    cmd = torchrun_command("azllm.train.cpt", ["--spec", "s.json"], nproc_per_node=2, master_port=1234)
+    cmd = torchrun_command("azllm.train.cpt_worker", ["--spec", "s.json"], nproc_per_node=2, master_port=1234)
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--standalone" in cmd and "--nnodes=1" in cmd and "--nproc_per_node=2" in cmd
     assert not any(a.startswith(("--master_port", "--master_addr", "--node_rank")) for a in cmd)
-    assert cmd[-4:] == ["-m", "azllm.train.cpt", "--spec", "s.json"]
+    assert cmd[-4:] == ["-m", "azllm.train.cpt_worker", "--spec", "s.json"]
 
 
 def test_multi_node_flags():
-    cmd = torchrun_command("azllm.train.cpt", ["--spec", "s.json"], nproc_per_node=8, nnodes=4,
+    cmd = torchrun_command("azllm.train.cpt_worker", ["--spec", "s.json"], nproc_per_node=8, nnodes=4,
                            node_rank=2, master_addr="10.0.0.5", master_port=29600)
     assert "--standalone" not in cmd
     for flag in ("--nnodes=4", "--node_rank=2", "--master_addr=10.0.0.5", "--master_port=29600",
@@ -92,12 +96,23 @@ def test_register_with_metaflow_is_noop_outside_a_task(tmp_path, monkeypatch):
     assert register_with_metaflow(tmp_path) is None
 
 
+def _tiny_checkpoint(root, step: int):
+    """A real, complete checkpoint of a one-process job (no process group: DCP writes locally)."""
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 4)).sum().backward()
+    optimizer.step()
+    return save_checkpoint(root, step, model=model, optimizer=optimizer, trainer_state={"data": {}})
+
+
 def test_restore_checkpoint_from_metaflow_directory(tmp_path):
     """Metaflow hands back the checkpoint's contents; they go back under step-XXXXXX."""
+    saved = _tiny_checkpoint(tmp_path / "saved", 12)
+    assert saved is not None and missing_files(saved) == []
     loaded = tmp_path / "metaflow_checkpoint_abc"
-    loaded.mkdir()
-    (loaded / "meta.json").write_text('{"step": 12}')
-    (loaded / "trainer.pt").write_bytes(b"x")
+    shutil.copytree(saved, loaded)
     (tmp_path / "ckpt" / ".tmp-step-000015").mkdir(parents=True)  # half-written: ignored
     target = restore_checkpoint(loaded, tmp_path / "ckpt")
     assert target.name == "step-000012" and (target / "trainer.pt").is_file()
@@ -105,3 +120,14 @@ def test_restore_checkpoint_from_metaflow_directory(tmp_path):
     (tmp_path / "junk").mkdir()
     with pytest.raises(FileNotFoundError, match="meta.json"):
         restore_checkpoint(tmp_path / "junk", tmp_path / "ckpt")
+    next(loaded.glob("*.distcp")).unlink()  # a shard lost: never restored
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        restore_checkpoint(loaded, tmp_path / "other")
+
+
+def test_an_incomplete_checkpoint_is_never_listed(tmp_path):
+    first, second = _tiny_checkpoint(tmp_path, 3), _tiny_checkpoint(tmp_path, 6)
+    assert list_checkpoints(tmp_path) == [first, second]
+    (second / "rng-rank00000.pt").unlink()
+    assert missing_files(second) == ["rng-rank00000.pt"]
+    assert latest_checkpoint(tmp_path) == first

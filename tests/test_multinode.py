@@ -26,8 +26,7 @@ import pytest
 import torch
 from test_cpt import BLOCK_SIZE, _cpt, _weights, tiny_base  # noqa: F401 - tiny_base is a fixture
 
-from azllm.train.cpt import run_cpt_phase
-from azllm.train.launcher import free_port
+from azllm.train.launcher import free_port, run_cpt_phase
 from conftest import REPO_ROOT, run_id_of
 
 TRAIN = {"lr": 1e-2, "max_steps": 6, "micro_batch_size": 2, "warmup_steps": 1, "log_every_steps": 1}
@@ -123,7 +122,7 @@ class GangFlow(FlowSpec):
     def train(self):
         from azllm.compute.distributed import torchrun_layout
         from azllm.config import ComputeConfig, CptConfig, PhaseConfig
-        from azllm.train.cpt import run_cpt_phase
+        from azllm.train.launcher import run_cpt_phase
 
         layout = torchrun_layout(ComputeConfig(profile="local-2nodes", nproc_per_node=1), "cpt_full")
         cfg = CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, full=PhaseConfig(**TRAIN))
