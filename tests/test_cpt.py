@@ -22,7 +22,7 @@ from azllm.config import CptConfig, PhaseConfig
 from azllm.train.blocks import BlockStream, load_training_blocks
 from azllm.train.checkpointing import list_checkpoints, missing_files
 from azllm.train.launcher import PhaseSpec, WorkerError, run_cpt_phase
-from azllm.train.metrics import read_metrics_records
+from azllm.train.metrics import read_metrics, read_metrics_records
 
 BLOCK_SIZE = 32
 TEXTS = [
@@ -259,3 +259,43 @@ def _assert_same_run(result, reference, *, tol: float) -> None:
     ours, theirs = _weights(result.model_dir), _weights(reference.model_dir)
     for name, t in theirs.items():
         torch.testing.assert_close(ours[name], t, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_azllm_cpt_command_trains_resumes_and_rejects_bad_input(tmp_path, repo_root, capsys):
+    """`azllm cpt` on what `azllm data prepare` wrote: per-step log, model, metrics and checkpoints
+    in --out; run again, it resumes from the last checkpoint instead of training again."""
+    from transformers import AutoTokenizer
+
+    from azllm.cli import main
+    from azllm.config import load_pipeline_config
+    from azllm.model.load import materialize_base_model
+
+    preset, data, out = str(repo_root / "configs" / "tiny.toml"), tmp_path / "data", tmp_path / "out"
+    assert main(["data", "prepare", "--config", preset, "--out", str(data)]) == 0
+    args = ["cpt", "--config", preset, "--phase", "embeddings", "--arm", "extend", "--data", str(data),
+            "--out", str(out), "--nproc", "2"]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "no tokenizer for arm 'extend'" in capsys.readouterr().err
+    base = materialize_base_model(load_pipeline_config(preset).model)
+    AutoTokenizer.from_pretrained(base).save_pretrained(data / "tokenizers" / "extend")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[cpt] step     4/4 loss" in printed
+    work = out / "embeddings" / "work"
+    assert (out / "embeddings" / "model" / "config.json").is_file() and (work / "metrics.jsonl").is_file()
+    assert [p.name for p in list_checkpoints(work / "checkpoints")] == ["step-000002", "step-000004"]
+    assert main(args) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert read_metrics(work / "metrics.jsonl")["resumed_at_steps"] == [5]
+
+    bad = {"--data": str(tmp_path), "--config": str(repo_root / "configs" / "llama-3.2-1b.toml")}
+    messages = {"--data": "not written by `azllm data prepare`", "--config": 'mixed_precision = "bf16"'}
+    for flag, value in bad.items():
+        argv = list(args)
+        argv[argv.index(flag) + 1] = value
+        assert main(argv) == 2
+        assert messages[flag] in capsys.readouterr().err, flag
+    if not torch.cuda.is_available():
+        assert main(args[:-1] + ["0"]) == 2
+        assert "nproc must be >= 1" in capsys.readouterr().err
