@@ -234,27 +234,31 @@ def plain_run(tiny_base, tmp_path_factory):
     return _run(tiny_base, tmp_path_factory.mktemp("plain"), "full", **OPTION_TRAIN)
 
 
-@pytest.mark.parametrize("mode", ["full", "selective"])
-def test_activation_checkpointing_gives_the_same_losses(tiny_base, plain_run, tmp_path, mode):
+def test_activation_checkpointing_gives_the_same_losses(tiny_base, plain_run, tmp_path):
     """Recomputing the layers in backward changes memory, not the numbers: per-step losses and
     final weights of the same seed agree with the plain run within 1e-5."""
-    result = _run(tiny_base, tmp_path, "full", options={"activation_checkpointing": mode}, **OPTION_TRAIN)
+    result = _run(tiny_base, tmp_path, "full", options={"activation_checkpointing": "full"}, **OPTION_TRAIN)
     start = [r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start"]
-    assert start[-1]["activation_checkpointing"] == mode
+    assert start[-1]["activation_checkpointing"] == "full"
     _assert_same_run(result, plain_run, tol=1e-5)
 
 
-def test_compile_gives_the_same_losses(tiny_base, plain_run, tmp_path):
-    """torch.compile of each decoder layer (inductor, C++ on CPU; ~1 min cold on 2 cores)."""
-    result = _run(tiny_base, tmp_path, "full", options={"compile": True}, **OPTION_TRAIN)
+def test_compile_and_selective_checkpointing_give_the_same_losses(tiny_base, plain_run, tmp_path):
+    """torch.compile of each decoder layer (inductor, C++ on CPU; ~1 min cold on 2 cores) around
+    selective checkpointing (one run for both, to keep CI short): the same losses within 1e-5."""
+    options = {"compile": True, "activation_checkpointing": "selective"}
+    result = _run(tiny_base, tmp_path, "full", options=options, **OPTION_TRAIN)
+    start = [r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start"]
+    assert (start[-1]["compile"], start[-1]["activation_checkpointing"]) == (True, "selective")
     _assert_same_run(result, plain_run, tol=1e-5)
 
 
 def _assert_same_run(result, reference, *, tol: float) -> None:
     got, want = result.metrics["history"], reference.metrics["history"]
     assert [h["step"] for h in got] == [h["step"] for h in want] == [1, 2, 3, 4]
-    for a, b in zip(got, want, strict=True):
-        assert abs(a["loss"] - b["loss"]) <= tol, (a["step"], a["loss"], b["loss"])
+    diffs = [abs(a["loss"] - b["loss"]) for a, b in zip(got, want, strict=True)]
+    print(f"max |loss diff| vs the plain run over {len(diffs)} steps: {max(diffs):.2e}")
+    assert max(diffs) <= tol, list(zip(got, want, strict=True))
     assert want[-1]["loss"] < want[0]["loss"], "the reference did not train"
     ours, theirs = _weights(result.model_dir), _weights(reference.model_dir)
     for name, t in theirs.items():
