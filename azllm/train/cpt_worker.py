@@ -248,7 +248,7 @@ def train(spec: PhaseSpec) -> None:
                     print(f"[cpt] saved checkpoint {path}", flush=True)
                     registrar.submit(path, {"phase": spec.phase, "step": step})  # uploads in a thread
                 last_log_time += time.perf_counter() - t_save  # tokens/s measures training only
-                maybe_fail_after(spec.phase, step)
+                maybe_fail_after(spec.phase, step, settle=lambda: (registrar.close(), dist.barrier()))
 
         # -------------------------------------------------------------------
         # Export

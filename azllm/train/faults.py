@@ -9,6 +9,7 @@ sets it for them when called with ``fail_after_step``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 TRAIN_ENV_VAR = "AZLLM_FAIL_AFTER_TRAIN_STEP"
 
@@ -26,8 +27,15 @@ def fail_after_train_step(step_name: str) -> int | None:
     return None
 
 
-def maybe_fail_after(phase: str, step: int) -> None:
-    """In the worker, after ``step``'s checkpoint: raise if the environment asks for it."""
+def maybe_fail_after(phase: str, step: int, settle: Callable[[], None] | None = None) -> None:
+    """In the worker, after ``step``'s checkpoint: raise if the environment asks for it.
+
+    ``settle`` runs first (the worker finishes the checkpoint's registration and meets the
+    other ranks), so the failure comes after a complete, registered checkpoint and not while
+    torchrun is already tearing down rank 0's upload because another rank raised.
+    """
     if fail_after_train_step(f"cpt_{phase}") == step:
+        if settle is not None:
+            settle()
         raise InjectedFailure(f"{TRAIN_ENV_VAR}={os.environ[TRAIN_ENV_VAR]}: injected failure after "
                               f"the checkpoint of step {step}")
