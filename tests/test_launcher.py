@@ -131,3 +131,35 @@ def test_an_incomplete_checkpoint_is_never_listed(tmp_path):
     (second / "rng-rank00000.pt").unlink()
     assert missing_files(second) == ["rng-rank00000.pt"]
     assert latest_checkpoint(tmp_path) == first
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
+                                        ("NVIDIA H100 NVL", 835e12), ("NVIDIA H200", 989e12),
+                                        ("NVIDIA A100-SXM4-40GB", 312e12), ("NVIDIA A100-PCIE-40GB", 312e12),
+                                        ("NVIDIA A10G", 125e12), ("Tesla T4", None)])
+def test_peak_flops_tells_sxm_from_pcie(name, peak):
+    from azllm.train.flops import peak_flops_for_name
+
+    assert peak_flops_for_name(name) == peak
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_flops_count_what_each_phase_computes(tied):
+    """Full phase: 6 N_mm + 12 L T H. Embeddings phase: weight gradients for the head only."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from azllm.train.flops import flops_per_token, matmul_params
+    from azllm.train.parallelize import freeze_for_phase
+
+    cfg = LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied)
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    total = sum(p.numel() for p in model.parameters())
+    n_mm = total if tied else total - 256 * 32  # the input table is a lookup, the head a matmul
+    freeze_for_phase(model, "full")
+    assert matmul_params(model) == (n_mm, n_mm)
+    assert flops_per_token(*matmul_params(model), num_layers=2, seq_len=64, hidden=32) == 6 * n_mm + 12 * 2 * 64 * 32
+    freeze_for_phase(model, "embeddings")
+    assert matmul_params(model) == (n_mm, 256 * 32)
