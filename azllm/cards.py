@@ -261,7 +261,7 @@ def live_training_card(card: Any, metrics_path: Path, *, max_steps: int, title: 
     The file is read with the trainer's own reader (`azllm.train.cpt.read_metrics_records`).
     The live components are removed at the end so the final card holds only `cpt_card`.
     """
-    from azllm.train.cpt import read_metrics_records, step_history
+    from azllm.train.metrics import read_metrics_records, step_history
 
     bar = ProgressBar(max=max(max_steps, 1), label=f"{title}: optimizer steps", value=0)
     text = Markdown(f"# {title}\nwaiting for the first logged step…")

@@ -1,13 +1,13 @@
-"""CPT training throughput through the project's own trainer (`azllm.train.cpt.train`).
+"""CPT training throughput through the project's own trainer (`azllm.train.cpt_worker.train`).
 
-Every measurement is one call of the real worker, ``azllm.train.cpt.train(PhaseSpec)``, in a
-fresh child process: the same model loading (fp32 master weights), Liger patching, FSDP2
-``fully_shard`` per decoder layer + root with the bf16 ``MixedPrecisionPolicy`` on GPU,
-AdamW (fused on CUDA), cosine schedule, block stream and loop the pipeline runs. Only the
-I/O at the end of a phase is stubbed out (the final DCP checkpoint and the HF export: tens
-of GB for a 1B model, not training throughput). A fresh process per run matters: Liger
-patches ``transformers.models.llama.modeling_llama`` globally, and an out-of-memory run
-leaves the CUDA allocator fragmented.
+Every measurement is one call of the real worker, ``azllm.train.cpt_worker.train(PhaseSpec)``,
+in a fresh child process: the same meta-device build and weight broadcast, Liger patching,
+activation checkpointing, ``torch.compile`` and FSDP2 ``fully_shard`` (torchtitan's order) with
+the bf16 ``MixedPrecisionPolicy`` on GPU, AdamW (fused on CUDA), cosine schedule, block stream
+and loop the pipeline runs. The spec's ``export=False`` skips the phase-end I/O (the final
+DCP checkpoint and the HF export: tens of GB for a 1B model, not training throughput). A
+fresh process per run matters: Liger patches ``transformers.models.llama.modeling_llama``
+globally, and an out-of-memory run leaves the CUDA allocator fragmented.
 
 Prints one JSON line per run (``record: "run"``: one configuration x vocabulary x batch)
 and, after each batch sweep, one ``record: "sweep"`` line with the largest batch that fit
@@ -16,24 +16,17 @@ and the best tokens/s. A sweep goes up the batch list and stops at the first
 
     # CPU, tiny shape, a few steps (what tests/test_benchmarks.py runs)
     .venv/bin/python benchmarks/cpt_throughput.py --shape tiny --steps 2 --warmup-steps 1
-    # one H100: Llama-3.2-1B shape, both vocabularies, plain vs Liger
-    python3 benchmarks/cpt_throughput.py --shape llama-3.2-1b --vocab 128256 --configs plain,liger \\
+    # one H100: Llama-3.2-1B shape, both vocabularies, plain vs Liger vs Liger + full AC
+    python3 benchmarks/cpt_throughput.py --shape llama-3.2-1b --vocab 128256 --configs plain,liger,liger-ac \\
         --batch-sizes 8,16,18,20,24
 
-Configurations (``--configs``):
+Configurations (``--configs``) are the trainer's own options (``CONFIGS``): ``liger``,
+``[cpt] activation_checkpointing`` (``ac`` = full, ``sac`` = selective) and ``[cpt] compile``.
 
-- ``plain``: the trainer with ``liger=False``.
-- ``liger``: the trainer with ``liger=True`` (CUDA only; skipped on CPU with the reason).
-- ``compile``, ``liger-compile``: plus ``torch.compile`` of each decoder layer before
-  ``fully_shard`` (torchtitan's order). TRIAL of a change the trainer does not have yet:
-  applied by wrapping ``azllm.train.cpt.decoder_layers``, the point where the proposed
-  ``compile_layers`` option would sit (benchmarks/README.md, patch P2).
-- ``ac``, ``liger-ac``: plus activation checkpointing of every decoder layer (HF
-  ``gradient_checkpointing_enable``, non-reentrant). TRIAL as above (patch P3).
-
-tokens/s is per GPU (one process), over the steps after ``--warmup-steps``;
-MFU = tokens/s x (6 N + 6 L T H) / bf16 peak (DESIGN.md section 6; null on CPU).
-``peak_mem_gib`` is ``torch.cuda.max_memory_allocated`` on GPU and the child's peak RSS on CPU.
+tokens/s is per GPU (one process), over the steps after ``--warmup-steps``; MFU = tokens/s x
+FLOPs per token / bf16 peak, FLOPs per token = 4 N_mm + 2 N_mm_trainable + 12 L T H
+(docs/DESIGN.md §9, azllm.train.flops; null on CPU). ``peak_mem_gib`` is
+``torch.cuda.max_memory_allocated`` on GPU and the child's peak RSS on CPU.
 """
 
 from __future__ import annotations
@@ -45,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,13 +64,15 @@ SHAPE_DEFAULTS = {  # vocab list, sequence length, batch sizes
     "tiny": ("1024", 64, "1,2"),
 }
 CONFIGS = {
-    # name: (liger, layer hook); a hook is a trial of a proposed trainer option
-    "plain": (False, None),
-    "liger": (True, None),
-    "compile": (False, "compile"),
-    "liger-compile": (True, "compile"),
-    "ac": (False, "ac"),
-    "liger-ac": (True, "ac"),
+    # name: the trainer's options (liger, [cpt] activation_checkpointing, [cpt] compile)
+    "plain": (False, "none", False),
+    "liger": (True, "none", False),
+    "compile": (False, "none", True),
+    "liger-compile": (True, "none", True),
+    "ac": (False, "full", False),
+    "liger-ac": (True, "full", False),
+    "sac": (False, "selective", False),
+    "liger-ac-compile": (True, "full", True),
 }
 
 
@@ -124,72 +119,40 @@ def make_blocks(root: Path, vocab: int, seq: int, num_blocks: int, seed: int) ->
 # ---------------------------------------------------------------------------
 
 
-def _apply_layer_hook(cpt, hook: str | None) -> None:
-    """Trial of a proposed trainer option, applied where the trainer walks its decoder layers."""
-    if hook is None:
-        return
-    original = cpt.decoder_layers
-
-    def decoder_layers(model):
-        layers = original(model)
-        if hook == "compile":
-            for layer in layers:
-                layer.compile()  # in place, before fully_shard wraps it (torchtitan's order)
-        elif hook == "ac":
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            raise ValueError(f"unknown layer hook {hook!r}; accepted: compile, ac")
-        return layers
-
-    cpt.decoder_layers = decoder_layers
-
-
-def _raise_oom_inside_train(cpt) -> None:
+def _raise_oom_inside_train(worker) -> None:
     """For tests/test_benchmarks.py on CPU: raise CUDA's OOM error from inside train()."""
     import torch
 
-    def decoder_layers(model):
+    def shard_model(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (simulated by {FAKE_OOM_ENV})")
 
-    cpt.decoder_layers = decoder_layers
+    worker.shard_model = shard_model
 
 
 def run_child(job_path: Path) -> None:
     """Run ``train(spec)`` once; print one RESULT_PREFIX line: ok with the metrics, oom, or error."""
     import torch
 
-    from azllm.train import checkpointing, cpt
+    from azllm.train import cpt_worker
+    from azllm.train.flops import peak_flops
+    from azllm.train.launcher import PhaseSpec
 
     job = json.loads(job_path.read_text(encoding="utf-8"))
-    spec_kwargs, hook = dict(job["spec"]), job["hook"]
-    # Use the trainer's own options where it has them (proposed patch P1-P3), else emulate them
-    options = {f.name for f in fields(cpt.PhaseSpec)}
-    if hook == "compile" and "compile_layers" in options:
-        spec_kwargs["compile_layers"], hook = True, None
-    if hook == "ac" and "activation_checkpointing" in options:
-        spec_kwargs["activation_checkpointing"], hook = "full", None
-    if "export" in options:
-        spec_kwargs["export"] = False
-    else:  # stub the phase-end I/O (DCP checkpoint, HF export): not training throughput
-        checkpointing.save_checkpoint = lambda checkpoint_dir, step, **_: Path(checkpoint_dir) / f"step-{step:06d}"
-        checkpointing.register_with_metaflow = lambda *a, **k: None
-        cpt.export_model = lambda *a, **k: None
-    spec = cpt.PhaseSpec(**spec_kwargs)
-    _apply_layer_hook(cpt, hook)
+    spec = PhaseSpec(**job["spec"])
     fake_oom_above = os.environ.get(FAKE_OOM_ENV)
     if fake_oom_above and spec.train.micro_batch_size > int(fake_oom_above):
-        _raise_oom_inside_train(cpt)
+        _raise_oom_inside_train(cpt_worker)
 
-    result: dict = {"status": "ok", "trial_via": "benchmark" if hook else ("trainer" if job["hook"] else None)}
+    result: dict = {"status": "ok"}
     try:
-        cpt.train(spec)
+        cpt_worker.train(spec)
     except torch.cuda.OutOfMemoryError as e:
         result = {"status": "oom", "reason": str(e).splitlines()[0][:300]}
     device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
     result["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     if result["status"] == "ok":
         result.update(summarise(Path(spec.metrics_path), warmup_steps=job["warmup_steps"],
-                                peak=cpt.peak_flops(device)))
+                                peak=peak_flops(device)))
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
@@ -219,16 +182,17 @@ def run_one(work: Path, *, config: str, model_dir: Path, blocks: Path, batch: in
     """One trainer run in a child process; returns the child's result (or an error record)."""
     from azllm.config import PhaseConfig
 
-    liger, hook = CONFIGS[config]
+    liger, ac, compile_layers = CONFIGS[config]
     run_dir = Path(tempfile.mkdtemp(prefix=f"{config}-b{batch}-", dir=work))
     train = PhaseConfig(lr=args.lr, max_steps=args.warmup_steps + args.steps, warmup_steps=0,
                         micro_batch_size=batch, log_every_steps=1, save_every_steps=0)
     spec = dict(phase="full", train=asdict(train), model_dir=str(model_dir), blocks_path=str(blocks),
                 out_dir=str(run_dir / "out"), checkpoint_dir=str(run_dir / "checkpoints"),
                 tensorboard_dir=str(run_dir / "tensorboard"), metrics_path=str(run_dir / "metrics.jsonl"),
-                mixed_precision="auto", liger=liger, seed=args.seed)
+                mixed_precision="auto", liger=liger, seed=args.seed, activation_checkpointing=ac,
+                compile=compile_layers, export=False)
     job = run_dir / "job.json"
-    job.write_text(json.dumps({"spec": spec, "hook": hook, "warmup_steps": args.warmup_steps}), encoding="utf-8")
+    job.write_text(json.dumps({"spec": spec, "warmup_steps": args.warmup_steps}), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # the trainer runs as rank 0 of 1 on its own port
@@ -309,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         for config in configs:
             base = {"device": device, "shape": args.shape, "config": config, "seq": seq, "vocab": vocab,
                     "model_vocab": model_vocab}
-            liger, _ = CONFIGS[config]
+            liger = CONFIGS[config][0]
             if liger and not cuda:
                 print(json.dumps({"record": "sweep", **base, "status": "skipped", "largest_batch": None,
                                   "reason": "Liger needs CUDA (Triton); no GPU here"}), flush=True)

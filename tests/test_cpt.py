@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import load_file
 
 from azllm.config import CptConfig, PhaseConfig
-from azllm.train.checkpointing import list_checkpoints
-from azllm.train.cpt import BlockStream, PhaseSpec, load_training_blocks, run_cpt_phase
-from azllm.train.launcher import WorkerError
+from azllm.train.blocks import BlockStream, load_training_blocks
+from azllm.train.checkpointing import list_checkpoints, missing_files
+from azllm.train.launcher import PhaseSpec, WorkerError, run_cpt_phase
+from azllm.train.metrics import read_metrics, read_metrics_records
 
 BLOCK_SIZE = 32
 TEXTS = [
@@ -71,20 +72,34 @@ def tiny_base(tmp_path_factory) -> dict[str, Path]:
     return dirs
 
 
-def _cpt(phase: str, **train) -> CptConfig:
+def _cpt(phase: str, options: dict | None = None, **train) -> CptConfig:
     defaults = {"lr": 3e-3, "max_steps": 6, "micro_batch_size": 2, "warmup_steps": 1, "log_every_steps": 1}
     pc = PhaseConfig(**{**defaults, **train})
-    return CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, **{phase: pc})
+    return CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, **(options or {}), **{phase: pc})
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(model_dir / "model.safetensors")
 
 
-def _run(tiny_base, tmp_path, phase, model="tied", work="work", **train):
-    return run_cpt_phase(_cpt(phase, **train), phase=phase, model_dir=tiny_base[model],
+def _run(tiny_base, tmp_path, phase, model="tied", work="work", options=None, **train):
+    return run_cpt_phase(_cpt(phase, options, **train), phase=phase, model_dir=tiny_base[model],
                          blocks_path=tiny_base["blocks"], out_dir=tmp_path / f"{work}-out",
                          work_dir=tmp_path / work, nproc_per_node=2)
+
+
+def _plain_first_loss(tiny_base, model: str) -> float:
+    """Mean loss of the unsharded model on each of the 2 ranks' first batch (batch size 2)."""
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_base[model], dtype=torch.float32)
+    blocks = load_training_blocks(tiny_base["blocks"])
+    losses = []
+    with torch.no_grad():
+        for rank in range(2):
+            x = BlockStream(blocks, batch_size=2, rank=rank, world_size=2, seed=7).next_batch()
+            losses.append(plain(input_ids=x, labels=x).loss.item())
+    return sum(losses) / 2
 
 
 @pytest.mark.parametrize("model", ["tied", "untied"])
@@ -94,6 +109,9 @@ def test_embeddings_phase_trains_only_embeddings_under_fsdp(tiny_base, tmp_path,
     assert m["world_size"] == 2 and m["params_are_dtensors"], "parameters were not sharded by FSDP2"
     assert m["local_numel_rank0"] <= m["num_params"] // 2 + 64, "rank 0 holds more than its shard"
     assert m["steps"] == 4 and len(m["history"]) == 4
+    # built on meta, weights broadcast from rank 0 into the shards: step 1's loss is the plain
+    # model's loss on the two ranks' first batches (tied head and RoPE buffers restored)
+    assert m["history"][0]["loss"] == pytest.approx(_plain_first_loss(tiny_base, model), abs=1e-5)
     before, after = _weights(tiny_base[model]), _weights(result.model_dir)
     assert before.keys() == after.keys()
     trained = {"model.embed_tokens.weight"} | ({"lm_head.weight"} if model == "untied" else set())
@@ -115,16 +133,23 @@ def test_embeddings_phase_trains_only_embeddings_under_fsdp(tiny_base, tmp_path,
 
 @pytest.fixture(scope="module")
 def full_runs(tiny_base, tmp_path_factory):
-    """An uninterrupted 18-step full run, and the same spec killed after step 3 then resumed."""
+    """An uninterrupted 18-step full run, and the same spec killed after step 6 (checkpoints 3
+    and 6 written), one shard file of step 6 deleted, then resumed: from step 3."""
     tmp = tmp_path_factory.mktemp("full")
     train = {"lr": 1e-2, "max_steps": 18, "save_every_steps": 3, "log_every_steps": 1}
     straight = _run(tiny_base, tmp, "full", work="straight", **train)
     with pytest.raises(WorkerError, match="injected failure") as failed:
         run_cpt_phase(_cpt("full", **train), phase="full", model_dir=tiny_base["tied"],
                       blocks_path=tiny_base["blocks"], out_dir=tmp / "resumed-out",
-                      work_dir=tmp / "resumed", nproc_per_node=2, fail_after_step=3)
+                      work_dir=tmp / "resumed", nproc_per_node=2, fail_after_step=6)
     assert not (tmp / "resumed-out").exists()
-    assert [p.name for p in list_checkpoints(tmp / "resumed" / "checkpoints")] == ["step-000003"]
+    ckpts = tmp / "resumed" / "checkpoints"
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step-000003", "step-000006"]
+    shard = sorted((ckpts / "step-000006").glob("*.distcp"))[-1]
+    shard.unlink()
+    missing = missing_files(ckpts / "step-000006")
+    assert missing == [shard.name], missing
+    assert [p.name for p in list_checkpoints(ckpts)] == ["step-000003"], "an incomplete checkpoint is listed"
     resumed = _run(tiny_base, tmp, "full", work="resumed", **train)
     return {"straight": straight, "resumed": resumed, "error": str(failed.value), "dir": tmp}
 
@@ -199,3 +224,82 @@ def test_block_stream_is_deterministic_disjoint_and_resumable():
     again.load_state_dict(saved)
     for e in expected:
         assert torch.equal(again.next_batch(), e)
+
+
+OPTION_TRAIN = {"lr": 1e-2, "max_steps": 4, "log_every_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def plain_run(tiny_base, tmp_path_factory):
+    return _run(tiny_base, tmp_path_factory.mktemp("plain"), "full", **OPTION_TRAIN)
+
+
+def test_activation_checkpointing_gives_the_same_losses(tiny_base, plain_run, tmp_path):
+    """Recomputing the layers in backward changes memory, not the numbers: per-step losses and
+    final weights of the same seed agree with the plain run within 1e-5."""
+    result = _run(tiny_base, tmp_path, "full", options={"activation_checkpointing": "full"}, **OPTION_TRAIN)
+    start = [r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start"]
+    assert start[-1]["activation_checkpointing"] == "full"
+    _assert_same_run(result, plain_run, tol=1e-5)
+
+
+def test_compile_and_selective_checkpointing_give_the_same_losses(tiny_base, plain_run, tmp_path):
+    """torch.compile of each decoder layer (inductor, C++ on CPU; ~1 min cold on 2 cores) around
+    selective checkpointing (one run for both, to keep CI short): the same losses within 1e-5."""
+    options = {"compile": True, "activation_checkpointing": "selective"}
+    result = _run(tiny_base, tmp_path, "full", options=options, **OPTION_TRAIN)
+    start = [r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start"]
+    assert (start[-1]["compile"], start[-1]["activation_checkpointing"]) == (True, "selective")
+    _assert_same_run(result, plain_run, tol=1e-5)
+
+
+def _assert_same_run(result, reference, *, tol: float) -> None:
+    got, want = result.metrics["history"], reference.metrics["history"]
+    assert [h["step"] for h in got] == [h["step"] for h in want] == [1, 2, 3, 4]
+    diffs = [abs(a["loss"] - b["loss"]) for a, b in zip(got, want, strict=True)]
+    print(f"max |loss diff| vs the plain run over {len(diffs)} steps: {max(diffs):.2e}")
+    assert max(diffs) <= tol, list(zip(got, want, strict=True))
+    assert want[-1]["loss"] < want[0]["loss"], "the reference did not train"
+    ours, theirs = _weights(result.model_dir), _weights(reference.model_dir)
+    for name, t in theirs.items():
+        torch.testing.assert_close(ours[name], t, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_azllm_cpt_command_trains_resumes_and_rejects_bad_input(tmp_path, repo_root, capsys):
+    """`azllm cpt` on what `azllm data prepare` wrote: per-step log, model, metrics and checkpoints
+    in --out; run again, it resumes from the last checkpoint instead of training again."""
+    from transformers import AutoTokenizer
+
+    from azllm.cli import main
+    from azllm.config import load_pipeline_config
+    from azllm.model.load import materialize_base_model
+
+    preset, data, out = str(repo_root / "configs" / "tiny.toml"), tmp_path / "data", tmp_path / "out"
+    assert main(["data", "prepare", "--config", preset, "--out", str(data)]) == 0
+    args = ["cpt", "--config", preset, "--phase", "embeddings", "--arm", "extend", "--data", str(data),
+            "--out", str(out), "--nproc", "2"]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "no tokenizer for arm 'extend'" in capsys.readouterr().err
+    base = materialize_base_model(load_pipeline_config(preset).model)
+    AutoTokenizer.from_pretrained(base).save_pretrained(data / "tokenizers" / "extend")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[cpt] step     4/4 loss" in printed
+    work = out / "embeddings" / "work"
+    assert (out / "embeddings" / "model" / "config.json").is_file() and (work / "metrics.jsonl").is_file()
+    assert [p.name for p in list_checkpoints(work / "checkpoints")] == ["step-000002", "step-000004"]
+    assert main(args) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert read_metrics(work / "metrics.jsonl")["resumed_at_steps"] == [5]
+
+    bad = {"--data": str(tmp_path), "--config": str(repo_root / "configs" / "llama-3.2-1b.toml")}
+    messages = {"--data": "not written by `azllm data prepare`", "--config": 'mixed_precision = "bf16"'}
+    for flag, value in bad.items():
+        argv = list(args)
+        argv[argv.index(flag) + 1] = value
+        assert main(argv) == 2
+        assert messages[flag] in capsys.readouterr().err, flag
+    if not torch.cuda.is_available():
+        assert main(args[:-1] + ["0"]) == 2
+        assert "nproc must be >= 1" in capsys.readouterr().err

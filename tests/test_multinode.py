@@ -26,21 +26,21 @@ import pytest
 import torch
 from test_cpt import BLOCK_SIZE, _cpt, _weights, tiny_base  # noqa: F401 - tiny_base is a fixture
 
-from azllm.train.cpt import run_cpt_phase
-from azllm.train.launcher import free_port
+from azllm.train.launcher import free_port, run_cpt_phase
 from conftest import REPO_ROOT, run_id_of
 
 TRAIN = {"lr": 1e-2, "max_steps": 6, "micro_batch_size": 2, "warmup_steps": 1, "log_every_steps": 1}
 
 
-def _run_gang(tiny_base, root: Path, nnodes: int, nproc_per_node: int):  # noqa: F811
+def _run_gang(tiny_base, root: Path, nnodes: int, nproc_per_node: int, train: dict | None = None):  # noqa: F811
     """Run one CPT phase as `nnodes` nodes (threads here, hosts in the cloud); node 0's result."""
     port = free_port()
+    train = train or TRAIN
     results, errors = {}, []
 
     def node(rank: int) -> None:
         try:
-            results[rank] = run_cpt_phase(_cpt("full", **TRAIN), phase="full", model_dir=tiny_base["tied"],
+            results[rank] = run_cpt_phase(_cpt("full", **train), phase="full", model_dir=tiny_base["tied"],
                                           blocks_path=tiny_base["blocks"], out_dir=root / f"node{rank}-out",
                                           work_dir=root / f"node{rank}", nproc_per_node=nproc_per_node,
                                           nnodes=nnodes, node_rank=rank, master_addr="127.0.0.1",
@@ -77,18 +77,38 @@ def test_two_nodes_one_process_each_match_one_node_two_processes(tiny_base, one_
 
 
 def test_nodes_without_a_shared_checkpoint_dir_restart_together(tiny_base, one_node_two_procs, tmp_path):  # noqa: F811
-    """Each node has its own work dir (no shared filesystem): after a finished run only node 0 holds
-    the final checkpoint. A rerun must not resume rank 0 alone (deadlock): the gang starts at step 1,
-    says why, and trains the same steps again."""
+    """Each node has its own work dir (no shared filesystem): node 0 never holds every shard of a
+    checkpoint, so none is marked complete or registered, and the run says why. A rerun must not
+    resume (dcp.load would fail on the missing shards): the gang starts at step 1 and trains the
+    same steps again."""
     first = _run_gang(tiny_base, tmp_path, nnodes=2, nproc_per_node=1)
-    assert list((tmp_path / "node0" / "checkpoints").glob("step-*")), "node 0 should hold the final checkpoint"
+    log = (tmp_path / "node0" / "worker.log").read_text()
+    assert "not shared by every node" in log and "saved checkpoint" not in log
+    assert not list((tmp_path / "node0" / "checkpoints").glob("step-*")), "an incomplete checkpoint was kept"
     again = _run_gang(tiny_base, tmp_path, nnodes=2, nproc_per_node=1)
-    assert "not shared by every node" in (tmp_path / "node0" / "worker.log").read_text()
     assert again.metrics["resumed_at_steps"] == []
     starts = [json.loads(line) for line in (tmp_path / "node0" / "metrics.jsonl").read_text().splitlines()]
     assert [r["start_step"] for r in starts if r.get("event") == "start"] == [1, 1]
     for a, b in zip(again.metrics["history"], first.metrics["history"], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
+
+
+def test_hsdp_on_two_nodes_matches_fsdp_on_one(tiny_base, tmp_path):  # noqa: F811
+    """2 nodes x 2 processes shard within a node and replicate across nodes (a 2-D mesh); the
+    losses equal 1 node x 4 processes (a 1-D mesh over the same 4 data-parallel ranks)."""
+    train = {**TRAIN, "max_steps": 3}
+    hsdp = _run_gang(tiny_base, tmp_path / "hsdp", nnodes=2, nproc_per_node=2, train=train)
+    fsdp = _run_gang(tiny_base, tmp_path / "fsdp", nnodes=1, nproc_per_node=4, train=train)
+    meshes = {}
+    for name in ("hsdp", "fsdp"):
+        lines = (tmp_path / name / "node0" / "metrics.jsonl").read_text().splitlines()
+        meshes[name] = next(r for r in map(json.loads, lines) if r.get("event") == "start")["mesh"]
+    assert meshes == {"hsdp": {"replicate": 2, "shard": 2}, "fsdp": {"shard": 4}}
+    assert hsdp.metrics["world_size"] == fsdp.metrics["world_size"] == 4
+    diffs = [abs(a["loss"] - b["loss"]) for a, b in zip(hsdp.metrics["history"], fsdp.metrics["history"],
+                                                           strict=True)]
+    print(f"HSDP vs FSDP max |loss diff| over {len(diffs)} steps: {max(diffs):.2e}")
+    assert len(diffs) == 3 and max(diffs) < 1e-4, diffs
 
 
 GANG_FLOW = '''
@@ -123,7 +143,7 @@ class GangFlow(FlowSpec):
     def train(self):
         from azllm.compute.distributed import torchrun_layout
         from azllm.config import ComputeConfig, CptConfig, PhaseConfig
-        from azllm.train.cpt import run_cpt_phase
+        from azllm.train.launcher import run_cpt_phase
 
         layout = torchrun_layout(ComputeConfig(profile="local-2nodes", nproc_per_node=1), "cpt_full")
         cfg = CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, full=PhaseConfig(**TRAIN))

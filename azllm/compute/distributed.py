@@ -15,34 +15,34 @@ parallel job, and the same code runs in both.
 
 from __future__ import annotations
 
+import os
 import zlib
-from dataclasses import asdict, dataclass
 
 from azllm.compute.profile import load_compute_profile
-from azllm.train.launcher import DEFAULT_MASTER_PORT, parallel_torchrun_args
+from azllm.train.launcher import DEFAULT_MASTER_PORT, TorchrunLayout, training_processes_per_node
+
+__all__ = ["TorchrunLayout", "num_nodes", "parallel_torchrun_args", "rendezvous_port", "torchrun_layout"]
 
 LOCAL_PORT_RANGE = (20000, 40000)
 """Rendezvous ports for gangs whose nodes share this host: one per gang, from its control task."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class TorchrunLayout:
-    """torchrun's view of one node: the keyword arguments of ``torchrun_command``/``run_cpt_phase``."""
+def parallel_torchrun_args() -> dict:
+    """``nnodes``, ``node_rank``, ``master_addr`` for ``torchrun_command`` in an ``@parallel`` step.
 
-    nproc_per_node: int
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int | None = None
-    """None on one node (``--standalone`` picks a port)."""
+    Read from Metaflow's ``current.parallel``; outside ``@parallel`` it falls back to the
+    ``MF_PARALLEL_*`` environment (what ``@parallel`` sets), i.e. one node on 127.0.0.1.
+    """
+    try:
+        from metaflow import current
 
-    def as_kwargs(self) -> dict:
-        return asdict(self)
-
-    @property
-    def is_main_node(self) -> bool:
-        """Node 0 exports the model and stores the step's artifacts that matter."""
-        return self.node_rank == 0
+        p = current.parallel
+        nodes, node_index, main_ip = p.num_nodes, p.node_index, p.main_ip
+    except (ImportError, AttributeError):
+        nodes = int(os.environ.get("MF_PARALLEL_NUM_NODES", "1"))
+        node_index = int(os.environ.get("MF_PARALLEL_NODE_INDEX", "0"))
+        main_ip = os.environ.get("MF_PARALLEL_MAIN_IP", "127.0.0.1")
+    return {"nnodes": int(nodes), "node_rank": int(node_index), "master_addr": str(main_ip)}
 
 
 def num_nodes(compute_cfg, step_name: str) -> int:
@@ -62,8 +62,6 @@ def rendezvous_port(main_ip: str, gang_id: str) -> int:
 def torchrun_layout(compute_cfg, step_name: str) -> TorchrunLayout:
     """The layout of this node for ``step_name``: processes from the profile's GPUs (or
     ``compute.nproc_per_node`` on CPU), nodes and rank from ``current.parallel``."""
-    from azllm.compute.hardware import training_processes_per_node
-
     step = load_compute_profile(compute_cfg.profile).for_step(step_name)
     nproc = training_processes_per_node(step.gpus_per_node, compute_cfg.nproc_per_node)
     gang = parallel_torchrun_args()
@@ -80,8 +78,6 @@ def torchrun_layout(compute_cfg, step_name: str) -> TorchrunLayout:
 
 def _gang_id(step_name: str) -> str:
     """Same on every node of one gang: run, step and the control task's id."""
-    import os
-
     from metaflow import current
 
     control = os.environ.get("MF_PARALLEL_CONTROL_TASK_ID", "")

@@ -39,12 +39,3 @@ def describe_hardware() -> dict[str, object]:
 def describe_environment() -> dict[str, object]:
     """Versions and hardware in one dict (a small Metaflow artifact)."""
     return {"versions": library_versions(), "hardware": describe_hardware()}
-
-
-def training_processes_per_node(gpus_per_node: int, cpu_processes: int) -> int:
-    """torchrun's nproc_per_node: one per GPU, else the configured CPU process count."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return gpus_per_node or cpu_processes

@@ -280,6 +280,10 @@ class PhaseConfig:
                               f"got {self.warmup_steps}")
 
 
+AC_MODES = ("none", "full", "selective")
+SHARDING_MODES = ("auto", "fsdp", "hsdp")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CptConfig:
     arms: tuple[str, ...] = ARMS
@@ -301,8 +305,28 @@ class CptConfig:
     """Pin the arm used for SFT; empty = lowest validation BPB."""
     tokenize_num_proc: int = 1
     seed: int = 0
+    activation_checkpointing: str = "none"
+    """none | full (recompute every decoder layer in backward) | selective (every other layer):
+    trades ~1/3 more forward FLOPs for activation memory (docs/DESIGN.md §6)."""
+    compile: bool = False
+    """torch.compile each decoder layer (after activation checkpointing, before fully_shard)."""
+    sharding: str = "auto"
+    """fsdp (1-D mesh over all ranks) | hsdp (replicate across nodes, shard within a node) |
+    auto (hsdp with more than one node, else fsdp)."""
+    collective_timeout_s: int = 1800
+    """init_process_group timeout (NCCL's default is 600 s). The longest wait is at the 8B
+    preset's end: rank 0 writes 32 GB of fp32 safetensors while the others wait in a barrier,
+    ~330 s at 100 MB/s; a checkpoint (~96 GB of weights + AdamW over 8 ranks, 12 GB each) is
+    ~120 s per rank at the same rate. 1,800 s leaves a 5x margin for a slow shared filesystem."""
 
     def __post_init__(self) -> None:
+        if self.activation_checkpointing not in AC_MODES:
+            raise ConfigError(f"[cpt] activation_checkpointing={self.activation_checkpointing!r}; "
+                              f"accepted: {list(AC_MODES)}")
+        if self.sharding not in SHARDING_MODES:
+            raise ConfigError(f"[cpt] sharding={self.sharding!r}; accepted: {list(SHARDING_MODES)}")
+        if self.collective_timeout_s < 60:
+            raise ConfigError(f"[cpt] collective_timeout_s must be >= 60 (seconds), got {self.collective_timeout_s}")
         bad = [a for a in self.arms if a not in ARMS]
         if bad or not self.arms:
             raise ConfigError(f"[cpt] arms {list(self.arms)}: each must be one of {list(ARMS)}")

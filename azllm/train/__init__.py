@@ -1,9 +1,10 @@
-"""azllm.train: continued pre-training with FSDP2 in torchrun workers.
+"""azllm.train: continued pre-training with FSDP2 in torchrun workers (docs/DESIGN.md §6, §7).
 
-- ``cpt``: the worker entrypoint (``python -m azllm.train.cpt --spec spec.json``) and
-  ``run_cpt_phase``, which a flow step calls to launch it.
-- ``launcher``: torchrun command builder, worker output streaming, ``@parallel`` arguments.
-- ``checkpointing``: sharded DCP checkpoints, resume, the Metaflow lineage guard.
-
-Submodules import torch lazily; import them directly (``from azllm.train.cpt import ...``).
+- ``launcher``: ``PhaseSpec``, ``run_cpt_phase`` (a flow step or ``azllm cpt`` calls it), the
+  torchrun command builder and worker output streaming.
+- ``cpt_worker``: the torchrun worker (``python -m azllm.train.cpt_worker --spec spec.json``).
+- ``parallelize``, ``blocks``, ``flops``: the worker's model building/sharding, data, MFU.
+- ``checkpointing``: sharded DCP checkpoints, resume, registration with Metaflow.
+- ``metrics``: the ``metrics.jsonl`` the workers write and cards and inspection read.
+- ``arms``: the CPT stage of one vocabulary arm, as the flow runs it.
 """

@@ -4,19 +4,17 @@ An arm is a vocabulary strategy (baseline | extend | replace). Phase 1 adapts th
 base model to the arm's tokenizer (new rows by FVT) and trains the embeddings only;
 the baseline arm has no new Azerbaijani tokens, so its phase 1 is a pass-through
 (it only gains rows for chat special tokens its base may lack). Phase 2 trains
-everything. Training itself runs in torchrun workers (`azllm.train.cpt`).
+everything. Training itself runs in torchrun workers (`azllm.train.cpt_worker`, docs/DESIGN.md §6).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from azllm.config import CptConfig, ModelConfig, PipelineConfig
-
-if TYPE_CHECKING:
-    from azllm.compute.distributed import TorchrunLayout
+from azllm.train.launcher import TorchrunLayout, run_cpt_phase, training_processes_per_node
+from azllm.train.metrics import METRICS_FILE
 
 
 @dataclass
@@ -49,10 +47,7 @@ def adapt_base_model(model_cfg: ModelConfig, cpt_cfg: CptConfig, *, tokenizer_di
 def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Path, out_dir: Path,
                resume_from: Path | None, fail_after_step: int | None,
                layout: TorchrunLayout | None) -> ArmPhaseResult:
-    from azllm.compute.distributed import TorchrunLayout
-    from azllm.compute.hardware import training_processes_per_node
     from azllm.data.packing import pack_corpus
-    from azllm.train.cpt import run_cpt_phase
 
     packed = pack_corpus(data_dir / "train.jsonl", model_dir, block_size=cfg.cpt.block_size,
                          num_proc=cfg.cpt.tokenize_num_proc)
@@ -74,8 +69,6 @@ def phase_work_dir(out_dir: Path) -> Path:
 def metrics_path(out_dir: Path) -> Path:
     """Where the workers of a phase run in `out_dir` append one JSON line per logged step
     (rank 0 only): what a live card follows."""
-    from azllm.train.cpt import METRICS_FILE
-
     return phase_work_dir(out_dir) / METRICS_FILE
 
 

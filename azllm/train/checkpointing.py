@@ -6,11 +6,19 @@ Layout of one checkpoint, written by every rank of an FSDP2 job::
         .metadata, __0_0.distcp ...   model + optimizer shards (DCP; reshardable)
         trainer.pt                    step, scheduler, data position (rank 0)
         rng-rank00000.pt ...          each rank's RNG states
-        meta.json                     written last: its presence marks the checkpoint complete
+        done-rank00000.json ...       each rank: its shards and RNG file are written
+        meta.json                     written last by rank 0, once the checkpoint is complete
 
-A save goes to ``.tmp-step-000120/`` and rank 0 renames it after a barrier, so a crash
-mid-save leaves the previous checkpoint intact; only the newest ``keep_last`` are kept.
-The directory must be visible to every rank (one node, or a shared filesystem).
+A save goes to ``.tmp-step-000120/``. After a barrier rank 0 checks that every rank's
+``done`` marker and every file the DCP ``.metadata`` names are present *on its own
+filesystem* (where a restart will read them); only then it writes ``meta.json``, renames the
+directory and hands it to Metaflow. A crash mid-save, or nodes without a shared filesystem,
+leave no complete checkpoint behind: the previous one (or step 0) is resumed, never a
+half-present one. Only the newest ``keep_last`` are kept (docs/DESIGN.md §7).
+
+Registration with Metaflow copies the checkpoint into the datastore (~96 GB for the 8B
+preset): :class:`MetaflowRegistrar` runs it in a thread of rank 0 while training goes on,
+so no rank ever waits for the upload inside a collective.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import os
 import random
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,7 @@ import torch.distributed as dist
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
 COMPLETE_MARKER = "meta.json"
+RANK_DONE = "done-rank{rank:05d}.json"
 
 
 def checkpoint_name(step: int) -> str:
@@ -49,7 +59,33 @@ def list_checkpoints(checkpoint_dir: str | Path) -> list[Path]:
         return []
     found = [(step, p) for p in d.iterdir()
              if (step := checkpoint_step(p)) is not None and (p / COMPLETE_MARKER).is_file()]
-    return [p for _, p in sorted(found)]
+    return [p for _, p in sorted(found) if not missing_files(p)]
+
+
+def missing_files(path: str | Path, world_size: int | None = None) -> list[str]:
+    """Files a checkpoint needs that are not in ``path``: the DCP ``.metadata`` itself, every
+    shard file it names, each rank's ``done`` marker and RNG file, ``trainer.pt``. Empty = complete.
+
+    ``world_size`` defaults to the one recorded in ``meta.json`` (or in rank 0's marker).
+    """
+    from torch.distributed.checkpoint import FileSystemReader
+
+    path = Path(path)
+    if not (path / ".metadata").is_file():
+        return [".metadata"]
+    if world_size is None:
+        source = path / COMPLETE_MARKER if (path / COMPLETE_MARKER).is_file() else path / RANK_DONE.format(rank=0)
+        if not source.is_file():
+            return [source.name]
+        world_size = int(json.loads(source.read_text())["world_size"])
+    try:
+        storage = FileSystemReader(str(path)).read_metadata().storage_data or {}
+    except Exception as e:  # noqa: BLE001 - a truncated .metadata is as incomplete as a missing one
+        return [f".metadata ({type(e).__name__}: {e})"]
+    needed = {info.relative_path for info in storage.values()} | {"trainer.pt"}
+    for rank in range(world_size):
+        needed |= {RANK_DONE.format(rank=rank), f"rng-rank{rank:05d}.pt"}
+    return sorted(name for name in needed if not (path / name).is_file())
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -86,6 +122,13 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+def _collective_device() -> torch.device:
+    """Where a collective's tensor must live: the current GPU under nccl, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -108,11 +151,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(checkpoint_dir: str | Path, step: int, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any],
-                    metadata: dict[str, Any] | None = None, keep_last: int = 2) -> Path:
-    """Collective: every rank calls it. Returns the final ``step-XXXXXX`` directory.
+                    metadata: dict[str, Any] | None = None, keep_last: int = 2,
+                    keep: frozenset[Path] = frozenset()) -> Path | None:
+    """Collective: every rank calls it. Returns the ``step-XXXXXX`` directory once it is
+    complete on rank 0's filesystem, else None on every rank (the reason printed by rank 0).
 
     ``trainer_state`` (scheduler state, data position ...) is identical on all ranks and
-    written by rank 0; ``metadata`` goes into ``meta.json`` (JSON-able values only).
+    written by rank 0; ``metadata`` goes into ``meta.json`` (JSON-able values only). ``keep``:
+    checkpoints the rotation must not delete yet (an upload still reading them).
     """
     from torch.distributed.checkpoint import save as dcp_save
     from torch.distributed.checkpoint.state_dict import get_state_dict
@@ -120,31 +166,48 @@ def save_checkpoint(checkpoint_dir: str | Path, step: int, *, model: torch.nn.Mo
     root = Path(checkpoint_dir)
     final = root / checkpoint_name(step)
     tmp = root / f".tmp-{checkpoint_name(step)}"
-    rank = _rank()
+    rank, world_size = _rank(), dist.get_world_size() if dist.is_initialized() else 1
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     _barrier()
+    tmp.mkdir(parents=True, exist_ok=True)  # another node's own disk, without a shared filesystem
 
     model_sd, optim_sd = get_state_dict(model, optimizer)
     dcp_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
     torch.save(_rng_state(), tmp / f"rng-rank{rank:05d}.pt")
     if rank == 0:
         torch.save({**trainer_state, "step": step}, tmp / "trainer.pt")
+    (tmp / RANK_DONE.format(rank=rank)).write_text(json.dumps({"rank": rank, "world_size": world_size}))
     _barrier()
 
+    complete = torch.zeros(1, dtype=torch.int64)
     if rank == 0:
-        meta = {"step": step, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
-                "saved_at": time.time(), **(metadata or {})}
-        (tmp / COMPLETE_MARKER).write_text(json.dumps(meta, indent=1))
-        if final.exists():  # a rerun reached the same step: replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
-    _barrier()
-    return final
+        missing = missing_files(tmp, world_size)
+        if missing:
+            print(f"[checkpoint] step {step} is not complete under {root} ({len(missing)} files missing, e.g. "
+                  f"{missing[:3]}): the directory is not shared by every node. Not registered; a restart "
+                  "resumes the previous complete checkpoint or step 0. Put the work directory on a filesystem "
+                  "every node mounts to resume multi-node runs.", flush=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            meta = {"step": step, "world_size": world_size, "saved_at": time.time(), **(metadata or {})}
+            (tmp / COMPLETE_MARKER).write_text(json.dumps(meta, indent=1))
+            if final.exists():  # a rerun reached the same step: replace it
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            old = list_checkpoints(root)[:-keep_last] if keep_last > 0 else []
+            for path in old:
+                if path not in keep:
+                    shutil.rmtree(path, ignore_errors=True)
+            complete[0] = 1
+    if dist.is_initialized():
+        complete = complete.to(_collective_device())
+        dist.broadcast(complete, src=0)
+    if rank != 0:  # rank 0 has renamed or removed it; this is another node's own copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final if int(complete[0]) else None
 
 
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module,
@@ -159,8 +222,10 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module,
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
     path = Path(path)
-    if not (path / COMPLETE_MARKER).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {COMPLETE_MARKER})")
+    missing = missing_files(path) if (path / COMPLETE_MARKER).is_file() else [COMPLETE_MARKER]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (missing {missing[:5]}); "
+                                "resume from latest_checkpoint(), which skips incomplete ones")
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {"model": model_sd, "optim": optim_sd}
     dcp_load(state, checkpoint_id=str(path))
@@ -184,6 +249,10 @@ def restore_checkpoint(loaded_dir: str | Path, checkpoint_dir: str | Path) -> Pa
     if not marker.is_file():
         raise FileNotFoundError(f"{loaded} is not a CPT checkpoint (no {COMPLETE_MARKER}); it was not "
                                 "written by azllm.train.checkpointing.save_checkpoint")
+    missing = missing_files(loaded)
+    if missing:
+        raise FileNotFoundError(f"{loaded} is an incomplete CPT checkpoint (missing {missing[:5]}); "
+                                "it cannot be resumed")
     step = int(json.loads(marker.read_text())["step"])
     target = Path(checkpoint_dir) / checkpoint_name(step)
     if not (target / COMPLETE_MARKER).is_file():
@@ -230,6 +299,67 @@ def register_with_metaflow(path: str | Path, metadata: dict | None = None,
     from metaflow import Checkpoint
 
     return Checkpoint().save(path=str(path), metadata=metadata or {}, name=name, latest=True)
+
+
+class MetaflowRegistrar:
+    """Rank 0: register complete checkpoints with Metaflow from a background thread.
+
+    The upload is I/O (a copy into the datastore), so it overlaps training instead of holding
+    the other ranks in their next collective past the watchdog's timeout; rank 0 never waits
+    for it in the loop. When a save comes before the previous upload ended, only the newest
+    waiting checkpoint is uploaded next (Metaflow keeps the latest). :meth:`in_flight` names the
+    checkpoints the rotation must not delete yet; :meth:`close` waits for the last upload (after
+    the workers' final barrier, outside any collective) and raises its error. Outside a
+    Metaflow task it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: tuple[Path, dict] | None = None
+        self._uploading: Path | None = None
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, path: Path, metadata: dict) -> None:
+        if not inside_metaflow_task():
+            return
+        with self._cond:
+            self._pending = (Path(path), metadata)
+            self._cond.notify()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="metaflow-checkpoint", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                (path, metadata), self._pending = self._pending, None
+                self._uploading = path
+            try:
+                register_with_metaflow(path, metadata)
+                print(f"[checkpoint] registered {path} with Metaflow", flush=True)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the training thread by close()
+                self._error = e
+            with self._cond:
+                self._uploading = None
+
+    def in_flight(self) -> frozenset[Path]:
+        with self._cond:
+            return frozenset(p for p in (self._uploading, self._pending and self._pending[0]) if p)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise RuntimeError("registering a checkpoint with Metaflow failed") from self._error
 
 
 def loaded_checkpoint_for_this_run() -> Path | None:

@@ -1,23 +1,35 @@
-"""Launch torchrun workers from a Metaflow step (or any process) and stream their output.
+"""Launch one CPT phase in torchrun workers from a flow step, `azllm cpt` or any process.
 
-The flow step builds a command with :func:`torchrun_command`, runs it with
-:func:`run_torchrun`, and the workers never know they are inside a flow. One node
-uses ``--standalone`` (torchrun picks a free rendezvous port itself); several nodes
-(``@parallel``) take ``--nnodes/--node_rank/--master_addr/--master_port`` from
-:func:`parallel_torchrun_args`.
+:func:`run_cpt_phase` resolves a :class:`PhaseSpec`, writes it as JSON, and runs the worker
+(:mod:`azllm.train.cpt_worker`) under torchrun; the workers never know they are inside a
+flow (docs/DESIGN.md §6)::
 
-    >>> cmd = torchrun_command("azllm.train.cpt", ["--spec", "spec.json"], nproc_per_node=2)
-    >>> run_torchrun(cmd, "worker.log")
+    result = run_cpt_phase(cfg.cpt, phase="embeddings", model_dir=..., blocks_path=...,
+                           out_dir=..., work_dir=..., nproc_per_node=2)
+
+One node uses ``--standalone`` (torchrun picks a free rendezvous port itself); several
+nodes take ``--nnodes/--node_rank/--master_addr/--master_port`` from a
+:class:`TorchrunLayout` (``azllm.compute.distributed.torchrun_layout`` in an ``@parallel`` step).
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import socket
 import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from azllm.config import CptConfig, PhaseConfig, section_from_dict
+from azllm.train.faults import TRAIN_ENV_VAR
+from azllm.train.metrics import METRICS_FILE, read_metrics
+
+WORKER_MODULE = "azllm.train.cpt_worker"
+PHASES = ("embeddings", "full")
 
 DEFAULT_MASTER_PORT = 29500
 """Rendezvous port on the main node for multi-node runs (torchrun's own default)."""
@@ -57,24 +69,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def parallel_torchrun_args() -> dict:
-    """``nnodes``, ``node_rank``, ``master_addr`` for :func:`torchrun_command` in an ``@parallel`` step.
-
-    Read from Metaflow's ``current.parallel``; outside ``@parallel`` it falls back to the
-    ``MF_PARALLEL_*`` environment (what ``@parallel`` sets), i.e. one node on 127.0.0.1.
-    """
-    try:
-        from metaflow import current
-
-        p = current.parallel
-        num_nodes, node_index, main_ip = p.num_nodes, p.node_index, p.main_ip
-    except (ImportError, AttributeError):
-        num_nodes = int(os.environ.get("MF_PARALLEL_NUM_NODES", "1"))
-        node_index = int(os.environ.get("MF_PARALLEL_NODE_INDEX", "0"))
-        main_ip = os.environ.get("MF_PARALLEL_MAIN_IP", "127.0.0.1")
-    return {"nnodes": int(num_nodes), "node_rank": int(node_index), "master_addr": str(main_ip)}
-
-
 def run_torchrun(cmd: list[str], log_path: str | Path, env: dict[str, str] | None = None,
                  tail_lines: int = 60) -> None:
     """Run ``cmd``, echo every line to stdout and ``log_path``; raise :class:`WorkerError` on failure.
@@ -102,3 +96,165 @@ def run_torchrun(cmd: list[str], log_path: str | Path, env: dict[str, str] | Non
     if rc != 0:
         raise WorkerError(f"torchrun exited with code {rc} (full log: {log_path}); last lines:\n"
                           + "".join(tail))
+
+
+# ---------------------------------------------------------------------------
+# One CPT phase
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchrunLayout:
+    """torchrun's view of one node: the keyword arguments of ``torchrun_command``/``run_cpt_phase``."""
+
+    nproc_per_node: int
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
+    """None on one node (``--standalone`` picks a port)."""
+
+    def as_kwargs(self) -> dict:
+        return asdict(self)
+
+    @property
+    def is_main_node(self) -> bool:
+        """Node 0 exports the model and stores the step's artifacts that matter."""
+        return self.node_rank == 0
+
+
+def training_processes_per_node(gpus_per_node: int, cpu_processes: int) -> int:
+    """torchrun's nproc_per_node: one per GPU, else the configured CPU process count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return gpus_per_node or cpu_processes
+
+
+def check_devices(mixed_precision: str, nproc: int) -> None:
+    """Before any process group: the device the preset asks for must be there."""
+    import torch
+
+    if mixed_precision == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        raise ValueError('[cpt] mixed_precision = "bf16" needs a CUDA GPU with bf16 and there is none here; '
+                         'set mixed_precision = "auto" (bf16 where available, else fp32) or "fp32" in the preset')
+    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        raise ValueError(f"nproc {nproc} is more than the {torch.cuda.device_count()} GPUs present; "
+                         f"use {torch.cuda.device_count()} or fewer processes per node")
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, got {nproc}")
+
+
+@dataclass(kw_only=True)
+class PhaseSpec:
+    """Everything one CPT phase needs, resolved; serialised to JSON for the workers."""
+
+    phase: str
+    """`embeddings` (input embeddings + untied head only) or `full`."""
+    train: PhaseConfig
+    model_dir: str
+    """HF model directory to start from (its tokenizer files are copied to the export)."""
+    blocks_path: str
+    """Packed token blocks (num_blocks, block_size), from azllm.data.packing.pack_corpus."""
+    out_dir: str
+    """Final HF model directory (safetensors)."""
+    checkpoint_dir: str
+    """Sharded DCP checkpoints, step-XXXXXX/; the latest complete one is resumed at start."""
+    tensorboard_dir: str
+    """SummaryWriter logs (rank 0): <phase>/loss, lr, grad_norm, tokens_per_s, peak_mem_gib, mfu."""
+    metrics_path: str
+    """JSON lines: one record per log step plus `event` records (start, resume, export)."""
+    mixed_precision: str = "auto"
+    liger: bool = True
+    seed: int = 0
+    activation_checkpointing: str = "none"
+    compile: bool = False
+    sharding: str = "auto"
+    collective_timeout_s: int = 1800
+    export: bool = True
+    """Write the final checkpoint and HF model (benchmarks turn it off: not training throughput)."""
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"phase={self.phase!r}; accepted: {list(PHASES)}")
+        if isinstance(self.train, dict):
+            self.train = section_from_dict(PhaseConfig, self.train, f"cpt.{self.phase}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> PhaseSpec:
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass
+class PhaseResult:
+    model_dir: Path
+    """Exported HF model (with tokenizer files)."""
+    metrics: dict[str, Any]
+    """first_loss, final_loss, steps, tokens, tokens_per_s (mean over log steps after the first),
+    peak_mem_gib, mfu (None on CPU), resumed_at_steps, history (one dict per logged step)."""
+    checkpoint_dir: Path
+    tensorboard_dir: Path
+
+
+def phase_spec(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
+               work_dir: Path) -> PhaseSpec:
+    """The worker's spec for ``phase`` of ``cfg``, with every path absolute and under ``work_dir``."""
+    work_dir = Path(work_dir)
+    return PhaseSpec(phase=phase, train=getattr(cfg, phase), model_dir=str(Path(model_dir).resolve()),
+                     blocks_path=str(Path(blocks_path).resolve()), out_dir=str(Path(out_dir).resolve()),
+                     checkpoint_dir=str((work_dir / "checkpoints").resolve()),
+                     tensorboard_dir=str((work_dir / "tensorboard").resolve()),
+                     metrics_path=str((work_dir / METRICS_FILE).resolve()),
+                     mixed_precision=cfg.mixed_precision, liger=cfg.liger, seed=cfg.seed,
+                     activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile,
+                     sharding=cfg.sharding, collective_timeout_s=cfg.collective_timeout_s)
+
+
+def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
+                  work_dir: Path, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
+                  master_addr: str = "127.0.0.1", master_port: int | None = None,
+                  fail_after_step: int | None = None, resume_from: Path | None = None) -> PhaseResult:
+    """Run one CPT phase in torchrun workers; returns the exported model and its metrics.
+
+    ``work_dir`` holds spec.json, checkpoints/ (rerunning with the same work_dir resumes
+    from the latest complete checkpoint), tensorboard/, metrics.jsonl and worker.log.
+    ``resume_from``: a checkpoint directory restored by Metaflow (see
+    :func:`azllm.train.checkpointing.loaded_checkpoint_for_this_run`), copied into
+    checkpoints/ first; a newer local checkpoint still wins. ``fail_after_step`` (tests):
+    the workers raise right after that step's checkpoint, told through the environment
+    (``azllm.faults``), not the spec.
+    """
+    from azllm.train.checkpointing import restore_checkpoint
+
+    if phase not in PHASES:
+        raise ValueError(f"phase={phase!r}; accepted: {list(PHASES)}")
+    model_dir, blocks_path, out_dir, work_dir = map(Path, (model_dir, blocks_path, out_dir, work_dir))
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not an HF model directory (no config.json); "
+                                "the previous step (load/adapt vocabulary or phase 1) makes it")
+    if not blocks_path.exists():
+        raise FileNotFoundError(f"packed blocks {blocks_path} do not exist; they are made by "
+                                "azllm.data.packing.pack_corpus (did packing run for this arm?)")
+    check_devices(cfg.mixed_precision, nproc_per_node)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if resume_from is not None:
+        print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
+    spec = phase_spec(cfg, phase=phase, model_dir=model_dir, blocks_path=blocks_path, out_dir=out_dir,
+                      work_dir=work_dir)
+    spec_path = work_dir / "spec.json"
+    spec_path.write_text(spec.to_json(), encoding="utf-8")
+    cmd = torchrun_command(WORKER_MODULE, ["--spec", str(spec_path)], nproc_per_node=nproc_per_node,
+                           nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
+                           master_port=master_port)
+    print(f"[cpt] launching: {' '.join(cmd)}", flush=True)
+    env = {TRAIN_ENV_VAR: f"cpt_{phase}:{fail_after_step}"} if fail_after_step is not None else None
+    run_torchrun(cmd, work_dir / "worker.log", env=env)
+    if node_rank == 0 and not (out_dir / "config.json").is_file():
+        raise RuntimeError(f"workers exited cleanly but wrote no model to {out_dir}; see {work_dir / 'worker.log'}")
+    metrics = read_metrics(spec.metrics_path)  # written by global rank 0 only (node_rank 0)
+    return PhaseResult(model_dir=out_dir, metrics=metrics,
+                       checkpoint_dir=Path(spec.checkpoint_dir), tensorboard_dir=Path(spec.tensorboard_dir))
