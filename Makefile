@@ -1,4 +1,5 @@
 # make demo: run the whole pipeline on the default (CPU) preset.  make test: the test suite.
+# make test-gpu: the GPU suite (tests/test_gpu.py) on a CUDA host.
 # Both create .venv and install on first use.
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ export METAFLOW_USER ?= azllm
 # Metaflow starts the extra nodes of an @parallel step (multi-node profiles) with `python` from PATH
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint install clean-runs
+.PHONY: demo test test-gpu lint install clean-runs
 
 $(STAMP): requirements.txt requirements-test.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# On a CUDA host: nccl, bf16, fused AdamW, Liger, AC/compile parity, evaluation on the GPU
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu -rs tests/test_gpu.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,7 @@ import json
 import sys
 
 # Each stage registers its own sub-commands; a stage whose extras are missing is skipped.
-STAGE_MODULES = ("azllm.data.cli", "azllm.tokenizer.cli", "azllm.eval.cli", "azllm.chat")
+STAGE_MODULES = ("azllm.data.cli", "azllm.tokenizer.cli", "azllm.eval.cli", "azllm.train.cli", "azllm.chat")
 
 
 def _config_show(args: argparse.Namespace) -> int:

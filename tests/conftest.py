@@ -25,6 +25,10 @@ os.environ.setdefault("METAFLOW_DEFAULT_DATASTORE", "local")
 os.environ.setdefault("METAFLOW_DEFAULT_METADATA", "local")
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped elsewhere (`make test-gpu` runs only these)")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -168,6 +168,7 @@ def train(spec: PhaseSpec) -> None:
             info = {"event": "start", "phase": spec.phase, "world_size": world_size, "nnodes": nnodes,
                     "mesh": dict(zip(mesh.mesh_dim_names, mesh.shape, strict=True)),
                     "device": str(device), "backend": dist.get_backend(), "bf16": bf16, "liger": liger,
+                    "fused_adamw": bool(optimizer.defaults.get("fused")),
                     "activation_checkpointing": spec.activation_checkpointing, "compile": spec.compile,
                     "num_params": num_params, "num_trainable_params": num_trainable,
                     "trainable": trainable, "tied_embeddings": tied, "train": tc.train,

@@ -133,6 +133,20 @@ def training_processes_per_node(gpus_per_node: int, cpu_processes: int) -> int:
     return gpus_per_node or cpu_processes
 
 
+def check_devices(mixed_precision: str, nproc: int) -> None:
+    """Before any process group: the device the preset asks for must be there."""
+    import torch
+
+    if mixed_precision == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        raise ValueError('[cpt] mixed_precision = "bf16" needs a CUDA GPU with bf16 and there is none here; '
+                         'set mixed_precision = "auto" (bf16 where available, else fp32) or "fp32" in the preset')
+    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        raise ValueError(f"nproc {nproc} is more than the {torch.cuda.device_count()} GPUs present; "
+                         f"use {torch.cuda.device_count()} or fewer processes per node")
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, got {nproc}")
+
+
 @dataclass(kw_only=True)
 class PhaseSpec:
     """Everything one CPT phase needs, resolved; serialised to JSON for the workers."""
@@ -227,6 +241,7 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     if not blocks_path.exists():
         raise FileNotFoundError(f"packed blocks {blocks_path} do not exist; they are made by "
                                 "azllm.data.packing.pack_corpus (did packing run for this arm?)")
+    check_devices(cfg.mixed_precision, nproc_per_node)
     if phase == "embeddings":
         check_outer_layers(cfg.embeddings, model_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,89 @@
+"""`azllm cpt`: one CPT phase from the command line, outside Metaflow (docs/DESIGN.md §6).
+
+    azllm data prepare --config configs/tiny.toml --out runs/data
+    azllm cpt --config configs/tiny.toml --phase embeddings --arm extend --data runs/data --out runs/cpt-extend
+    azllm cpt --config configs/tiny.toml --phase full --arm extend --data runs/data --out runs/cpt-extend
+
+``--data`` is a directory written by ``azllm data prepare`` (``train.jsonl`` is what CPT reads).
+The arm's tokenizer is ``--tokenizer DIR``, by default ``DATA/tokenizers/ARM`` (a Hugging Face
+tokenizer directory, as the flow's ``train_tokenizer`` step writes one per arm); the baseline
+arm falls back to the base model's own tokenizer. ``--out`` holds one directory per phase
+(``OUT/embeddings``, ``OUT/full``: the exported ``model/`` and ``work/`` with ``metrics.jsonl``,
+``checkpoints/``, ``tensorboard/`` and ``worker.log``); ``--phase full`` starts from
+``OUT/embeddings/model`` (or, for baseline, the adapted base model). Running the same command
+again resumes from the newest complete checkpoint. Every input is checked before a process
+group starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from azllm.config import ARMS
+
+DATA_FILES = ("train.jsonl", "validation.jsonl")
+
+
+def register(subparsers: Any) -> None:
+    """Add `cpt` to the top-level parser's subparsers."""
+    cpt = subparsers.add_parser("cpt", help="run one CPT phase of one arm under torchrun",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cpt.add_argument("--config", required=True, help="preset name or TOML path")
+    cpt.add_argument("--phase", required=True, choices=("embeddings", "full"))
+    cpt.add_argument("--arm", required=True, choices=ARMS)
+    cpt.add_argument("--data", required=True, type=Path, help="directory written by `azllm data prepare`")
+    cpt.add_argument("--out", required=True, type=Path, help="phase outputs; rerunning resumes from here")
+    cpt.add_argument("--tokenizer", type=Path, default=None, help="the arm's tokenizer (default DATA/tokenizers/ARM)")
+    cpt.add_argument("--nproc", type=int, default=None,
+                     help="processes on this node (default: one per GPU, else [compute] nproc_per_node)")
+    cpt.set_defaults(func=run_cpt)
+
+
+def check_data_dir(data: Path) -> None:
+    missing = [name for name in DATA_FILES if not (data / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"--data {data} has no {', '.join(missing)}: it was not written by "
+                                f"`azllm data prepare`; run `azllm data prepare --config PRESET --out {data}`")
+
+
+def arm_tokenizer(arm: str, data: Path, given: Path | None, base_model_dir: Path) -> Path:
+    """The tokenizer directory of ``arm`` (see the module docstring for the search order)."""
+    candidate = given or data / "tokenizers" / arm
+    if (candidate / "tokenizer.json").is_file() or (candidate / "tokenizer_config.json").is_file():
+        return candidate
+    if given is None and arm == "baseline":
+        return base_model_dir
+    raise FileNotFoundError(f"no tokenizer for arm {arm!r} at {candidate} (no tokenizer.json): save the arm's "
+                            "tokenizer there (the flow's train_tokenizer step writes tokenizers/arms/ARM) or pass "
+                            "--tokenizer DIR")
+
+
+def run_cpt(args: argparse.Namespace) -> int:
+    from azllm.config import load_pipeline_config
+    from azllm.model.load import materialize_base_model
+    from azllm.train.arms import train_embeddings_phase, train_full_phase
+    from azllm.train.launcher import TorchrunLayout, check_devices, training_processes_per_node
+
+    cfg = load_pipeline_config(args.config)
+    nproc = args.nproc if args.nproc is not None else training_processes_per_node(0, cfg.compute.nproc_per_node)
+    check_devices(cfg.cpt.mixed_precision, nproc)
+    check_data_dir(args.data)
+    layout = TorchrunLayout(nproc_per_node=nproc)
+    phase_out = args.out / args.phase
+    if args.phase == "embeddings":
+        tokenizer = arm_tokenizer(args.arm, args.data, args.tokenizer, materialize_base_model(cfg.model))
+        result = train_embeddings_phase(cfg, arm=args.arm, tokenizer_dir=tokenizer, data_dir=args.data,
+                                        out_dir=phase_out, layout=layout)
+    else:
+        init = args.out / "embeddings" / ("adapted" if args.arm == "baseline" else "model")
+        if not (init / "config.json").is_file():
+            raise FileNotFoundError(f"{init} does not exist: run `azllm cpt --phase embeddings --arm {args.arm} "
+                                    f"--out {args.out}` first (phase 2 starts from phase 1's model)")
+        result = train_full_phase(cfg, init_dir=init, data_dir=args.data, out_dir=phase_out, layout=layout)
+    summary = {k: v for k, v in result.metrics.items() if k != "history"}
+    print(json.dumps({"phase": args.phase, "arm": args.arm, "model_dir": str(result.model_dir), **summary},
+                     default=str))
+    return 0
