@@ -29,7 +29,7 @@ from azllm.config import (
     PipelineConfig,
     parse_config_text,
 )
-from azllm.train.arms import train_full_phase
+from azllm.train.arms import train_embeddings_phase, train_full_phase
 from azllm.train.budget import corpus_utf8_bytes, plan_phase
 from azllm.train.launcher import run_cpt_phase
 from azllm.train.metrics import read_metrics_records
@@ -142,6 +142,12 @@ def test_too_many_outer_layers_fail_before_torchrun(recipe_models, tmp_path):
         run_cpt_phase(cfg, phase="embeddings", model_dir=recipe_models["deep"], blocks_path=recipe_models["blocks"],
                       out_dir=tmp_path / "out", work_dir=tmp_path / "work", nproc_per_node=2)
     assert not (tmp_path / "work").exists(), "torchrun was prepared before the check"
+    # the flow's phase 1 checks the base model before adapting its vocabulary
+    pipeline = PipelineConfig(model=ModelConfig(name=str(recipe_models["deep"])), cpt=cfg)
+    with pytest.raises(ConfigError, match=r"outer:3.*use K <= 2"):
+        train_embeddings_phase(pipeline, arm="replace", tokenizer_dir=recipe_models["deep"],
+                               data_dir=recipe_models["data"], out_dir=tmp_path / "phase1")
+    assert not (tmp_path / "phase1").exists()
 
 
 @pytest.mark.parametrize(("toml", "message"), [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from azllm.config import CptConfig, ModelConfig, PipelineConfig
 from azllm.train.budget import PhaseBudget, corpus_utf8_bytes, plan_phase
-from azllm.train.launcher import TorchrunLayout, run_cpt_phase, training_processes_per_node
+from azllm.train.launcher import TorchrunLayout, check_outer_layers, run_cpt_phase, training_processes_per_node
 from azllm.train.metrics import METRICS_FILE
 
 
@@ -106,6 +106,9 @@ def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path
     `layout`: this node's place in a multi-node gang (`@parallel`); None = one node. Every node
     adapts the vocabulary itself (the workers read the model from local disk).
     """
+    from azllm.model.load import materialize_base_model
+
+    check_outer_layers(cfg.cpt.embeddings, materialize_base_model(cfg.model))  # before minutes of adaptation
     adapted = out_dir / "adapted"
     vocab_stats = adapt_base_model(cfg.model, cfg.cpt, tokenizer_dir=tokenizer_dir, out_dir=adapted)
     if arm == "baseline":
