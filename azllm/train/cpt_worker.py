@@ -245,6 +245,8 @@ def train(spec: PhaseSpec) -> None:
                     for key in LOGGED:
                         if record[key] is not None:
                             writer.add_scalar(f"{spec.phase}/{key}", record[key], step)
+                    for name, group_lr in lr_groups.items():  # embeddings vs body, for the multiplier
+                        writer.add_scalar(f"{spec.phase}/lr_{name}", group_lr, step)
 
             save_now = (tc.save_every_steps and step % tc.save_every_steps == 0) or step == tc.max_steps
             if save_now and spec.export:

@@ -163,7 +163,7 @@ class PhaseSpec:
     checkpoint_dir: str
     """Sharded DCP checkpoints, step-XXXXXX/; the latest complete one is resumed at start."""
     tensorboard_dir: str
-    """SummaryWriter logs (rank 0): <phase>/loss, lr, grad_norm, tokens_per_s, peak_mem_gib, mfu."""
+    """SummaryWriter logs (rank 0): <phase>/loss, lr, grad_norm, tokens_per_s, peak_mem_gib, mfu, lr_<group>."""
     metrics_path: str
     """JSON lines: one record per log step plus `event` records (start, resume, export)."""
     mixed_precision: str = "auto"
