@@ -13,6 +13,7 @@ parser hook) is :mod:`azllm.config.loading`; see docs/DESIGN.md §3.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -268,8 +269,25 @@ class PhaseConfig:
     save_every_steps: int = 0
     """Sharded checkpoint every N steps (0 = only at the end)."""
     log_every_steps: int = 1
+    train: str = "embeddings"
+    """Phase 1's trainable set ([cpt.embeddings] only; phase 2 trains everything):
+    ``embeddings`` (input embeddings and the LM head) or ``embeddings+outer:K`` (also the first K
+    and the last K decoder layers, Yamaguchi et al. 2024 use K=2). The final norm stays frozen."""
+    embedding_lr_multiplier: float = 1.0
+    """Input embeddings and LM head train at ``lr x embedding_lr_multiplier``, every other trainable
+    parameter at ``lr`` (Nemotron: 10 with a body lr of 1e-5). 1.0 = one learning rate."""
+
+    @property
+    def num_outer_layers(self) -> int:
+        """K of ``embeddings+outer:K``; 0 for ``embeddings``."""
+        return 0 if self.train == "embeddings" else int(self.train.removeprefix(OUTER_PREFIX))
 
     def __post_init__(self) -> None:
+        if not (self.train == "embeddings" or re.fullmatch(re.escape(OUTER_PREFIX) + r"[1-9][0-9]*", self.train)):
+            raise ConfigError(f"phase train={self.train!r}; accepted: {list(TRAIN_FORMS)} (K >= 1 decoder "
+                              "layers at each end, e.g. 'embeddings+outer:2')")
+        if self.embedding_lr_multiplier <= 0:
+            raise ConfigError(f"phase embedding_lr_multiplier must be > 0, got {self.embedding_lr_multiplier}")
         for name in ("max_steps", "micro_batch_size", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"phase {name} must be >= 1, got {getattr(self, name)}")
@@ -280,7 +298,10 @@ class PhaseConfig:
                               f"got {self.warmup_steps}")
 
 
+OUTER_PREFIX = "embeddings+outer:"
+TRAIN_FORMS = ("embeddings", OUTER_PREFIX + "K")
 AC_MODES = ("none", "full", "selective")
+BUDGETS = ("steps", "tokens", "bytes")
 SHARDING_MODES = ("auto", "fsdp", "hsdp")
 
 
@@ -318,8 +339,24 @@ class CptConfig:
     preset's end: rank 0 writes 32 GB of fp32 safetensors while the others wait in a barrier,
     ~330 s at 100 MB/s; a checkpoint (~96 GB of weights + AdamW over 8 ranks, 12 GB each) is
     ~120 s per rank at the same rate. 1,800 s leaves a 5x margin for a slow shared filesystem."""
+    budget: str = "steps"
+    """What the arms hold equal per phase. steps: every arm runs the configured max_steps.
+    tokens: the same, stated as tokens (blocks are fixed-size, so equal steps are equal training
+    tokens). bytes: every arm sees the UTF-8 bytes of text the baseline tokenizer covers in the
+    configured steps; an arm with fewer tokens per byte runs proportionally fewer steps
+    (steps = round(max_steps x arm_tokens / baseline_tokens) over the same corpus;
+    azllm.train.budget). Derived before torchrun starts and printed."""
 
     def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise ConfigError(f"[cpt] budget={self.budget!r}; accepted: {list(BUDGETS)}")
+        if self.full.train != "embeddings":
+            raise ConfigError(f"[cpt.full] train={self.full.train!r}: phase 2 trains every parameter; "
+                              "set train in [cpt.embeddings] instead")
+        if self.embeddings.train == "embeddings" and self.embeddings.embedding_lr_multiplier != 1.0:
+            raise ConfigError(f"[cpt.embeddings] embedding_lr_multiplier={self.embeddings.embedding_lr_multiplier} "
+                              "with train='embeddings': every trainable parameter is an embedding, so it only "
+                              "rescales lr; set lr instead, or train='embeddings+outer:K'")
         if self.activation_checkpointing not in AC_MODES:
             raise ConfigError(f"[cpt] activation_checkpointing={self.activation_checkpointing!r}; "
                               f"accepted: {list(AC_MODES)}")

@@ -7,4 +7,5 @@
 - ``checkpointing``: sharded DCP checkpoints, resume, registration with Metaflow.
 - ``metrics``: the ``metrics.jsonl`` the workers write and cards and inspection read.
 - ``arms``: the CPT stage of one vocabulary arm, as the flow runs it.
+- ``budget``: each arm's steps under ``[cpt] budget`` (steps | tokens | bytes), tokens and bytes seen.
 """

@@ -6,11 +6,12 @@ The spec (:class:`azllm.train.launcher.PhaseSpec`) is written by ``run_cpt_phase
 worker does not know whether a flow step, ``azllm cpt`` or a benchmark launched it. It reads
 top to bottom: config, distributed init, model, sharding, optimizer, data, resume, loop, export.
 
-Phases: ``embeddings`` trains the input embeddings (and an untied lm_head) only; ``full``
-trains everything. On CPU the workers use gloo and fp32; on CUDA nccl and, per
-``mixed_precision``, bf16 parameters with fp32 gradient reduction. Packing is GPT-style:
-documents share a block separated by EOS and attention crosses that boundary
-(azllm.data.packing). Checkpoints resume bit-exactly on CPU (docs/DESIGN.md §7).
+Phases: ``embeddings`` trains the input embeddings and the lm_head (plus the outer decoder
+layers with ``train="embeddings+outer:K"``); ``full`` trains everything. Embeddings and head
+form their own optimizer group at ``lr x embedding_lr_multiplier``. On CPU the workers use
+gloo and fp32; on CUDA nccl and, per ``mixed_precision``, bf16 parameters with fp32 gradient
+reduction. Packing is GPT-style: documents share a block separated by EOS and attention
+crosses that boundary (azllm.data.packing). Checkpoints resume bit-exactly on CPU (docs/DESIGN.md §7).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from azllm.train.parallelize import (
     export_model,
     freeze_for_phase,
     materialize_and_load,
+    optimizer_groups,
     shard_model,
 )
 
@@ -106,7 +108,7 @@ def train(spec: PhaseSpec) -> None:
         # Model: on the meta device (no memory); Liger patches the modules, not the weights
         model = build_meta_model(spec.model_dir)
         liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA
-        trainable = freeze_for_phase(model, spec.phase)
+        trainable = freeze_for_phase(model, spec.phase, num_outer_layers=tc.num_outer_layers)
         num_params = sum(p.numel() for p in model.parameters())
         num_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         n_mm, n_mm_trainable = matmul_params(model)
@@ -129,12 +131,13 @@ def train(spec: PhaseSpec) -> None:
                           for p in model.parameters())
 
         # -------------------------------------------------------------------
-        # Optimizer and schedule: AdamW on trainable parameters; no decay on 1-D (norms, biases)
+        # Optimizer and schedule: AdamW on trainable parameters; embeddings and head at
+        # lr x embedding_lr_multiplier, the body at lr; no decay on 1-D (norms, biases)
         params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=tc.lr, betas=(0.9, 0.95),
-                                      eps=1e-8, fused=use_cuda)
+        groups = optimizer_groups(model, lr=tc.lr, embedding_lr_multiplier=tc.embedding_lr_multiplier,
+                                  weight_decay=tc.weight_decay)
+        assert sum(len(g["params"]) for g in groups) == len(params), "a trainable parameter is in no group"
+        optimizer = torch.optim.AdamW(groups, lr=tc.lr, betas=(0.9, 0.95), eps=1e-8, fused=use_cuda)
         scheduler = get_cosine_with_min_lr_schedule_with_warmup(
             optimizer, num_warmup_steps=tc.warmup_steps, num_training_steps=tc.max_steps,
             min_lr_rate=tc.min_lr_ratio)
@@ -168,7 +171,10 @@ def train(spec: PhaseSpec) -> None:
                     "fused_adamw": bool(optimizer.defaults.get("fused")),
                     "activation_checkpointing": spec.activation_checkpointing, "compile": spec.compile,
                     "num_params": num_params, "num_trainable_params": num_trainable,
-                    "trainable": trainable, "tied_embeddings": tied,
+                    "trainable": trainable, "tied_embeddings": tied, "train": tc.train,
+                    "optimizer_groups": {g["name"]: {"lr": g["initial_lr"],
+                                                     "numel": sum(p.numel() for p in g["params"])}
+                                         for g in optimizer.param_groups},
                     "params_are_dtensors": params_are_dtensors, "local_numel_rank0": local_numel,
                     "host_peak_rss_gib_by_rank": host_rss,
                     "num_blocks": stream.num_blocks, "block_size": seq_len,
@@ -209,7 +215,9 @@ def train(spec: PhaseSpec) -> None:
                 loss.backward()
                 loss_sum += loss.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.max_grad_norm)
-            lr = scheduler.get_last_lr()[0]
+            lr_groups = {g["name"]: lr for g, lr in zip(optimizer.param_groups, scheduler.get_last_lr(),
+                                                        strict=True)}
+            lr = lr_groups["embeddings"] / tc.embedding_lr_multiplier  # the body's lr, when there is a body
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -223,7 +231,8 @@ def train(spec: PhaseSpec) -> None:
                 tokens_per_s = tokens_per_step * (step - last_log_step) / (now - last_log_time)
                 last_log_time, last_log_step = now, step
                 mfu = None if peak is None else tokens_per_s / world_size * fpt / peak
-                record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm),
+                record = {"step": step, "loss": loss_value, "lr": lr, "lr_groups": lr_groups,
+                          "grad_norm": float(grad_norm),
                           "tokens": step * tokens_per_step, "tokens_per_s": tokens_per_s,
                           "peak_mem_gib": peak_mem_gib(device), "mfu": mfu, "epoch": stream.epoch,
                           "elapsed_s": now - t_start}
@@ -236,6 +245,8 @@ def train(spec: PhaseSpec) -> None:
                     for key in LOGGED:
                         if record[key] is not None:
                             writer.add_scalar(f"{spec.phase}/{key}", record[key], step)
+                    for name, group_lr in lr_groups.items():  # embeddings vs body, for the multiplier
+                        writer.add_scalar(f"{spec.phase}/lr_{name}", group_lr, step)
 
             save_now = (tc.save_every_steps and step % tc.save_every_steps == 0) or step == tc.max_steps
             if save_now and spec.export:

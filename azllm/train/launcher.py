@@ -20,11 +20,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from azllm.config import CptConfig, PhaseConfig, section_from_dict
+from azllm.config import ConfigError, CptConfig, PhaseConfig, section_from_dict
 from azllm.train.faults import TRAIN_ENV_VAR
 from azllm.train.metrics import METRICS_FILE, read_metrics
 
@@ -162,7 +163,7 @@ class PhaseSpec:
     checkpoint_dir: str
     """Sharded DCP checkpoints, step-XXXXXX/; the latest complete one is resumed at start."""
     tensorboard_dir: str
-    """SummaryWriter logs (rank 0): <phase>/loss, lr, grad_norm, tokens_per_s, peak_mem_gib, mfu."""
+    """SummaryWriter logs (rank 0): <phase>/loss, lr, grad_norm, tokens_per_s, peak_mem_gib, mfu, lr_<group>."""
     metrics_path: str
     """JSON lines: one record per log step plus `event` records (start, resume, export)."""
     mixed_precision: str = "auto"
@@ -195,7 +196,8 @@ class PhaseResult:
     """Exported HF model (with tokenizer files)."""
     metrics: dict[str, Any]
     """first_loss, final_loss, steps, tokens, tokens_per_s (mean over log steps after the first),
-    peak_mem_gib, mfu (None on CPU), resumed_at_steps, history (one dict per logged step)."""
+    peak_mem_gib, mfu (None on CPU), resumed_at_steps, history (one dict per logged step);
+    wall_s, device_hours and gpu_hours of this launch (see :func:`device_hours`)."""
     checkpoint_dir: Path
     tensorboard_dir: Path
 
@@ -240,6 +242,8 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
         raise FileNotFoundError(f"packed blocks {blocks_path} do not exist; they are made by "
                                 "azllm.data.packing.pack_corpus (did packing run for this arm?)")
     check_devices(cfg.mixed_precision, nproc_per_node)
+    if phase == "embeddings":
+        check_outer_layers(cfg.embeddings, model_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     if resume_from is not None:
         print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
@@ -252,9 +256,35 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
                            master_port=master_port)
     print(f"[cpt] launching: {' '.join(cmd)}", flush=True)
     env = {TRAIN_ENV_VAR: f"cpt_{phase}:{fail_after_step}"} if fail_after_step is not None else None
+    t0 = time.perf_counter()
     run_torchrun(cmd, work_dir / "worker.log", env=env)
+    wall_s = time.perf_counter() - t0
     if node_rank == 0 and not (out_dir / "config.json").is_file():
         raise RuntimeError(f"workers exited cleanly but wrote no model to {out_dir}; see {work_dir / 'worker.log'}")
     metrics = read_metrics(spec.metrics_path)  # written by global rank 0 only (node_rank 0)
+    metrics.update(device_hours(wall_s, world_size=metrics.get("world_size") or nproc_per_node * nnodes,
+                                device=metrics.get("device") or ""))
     return PhaseResult(model_dir=out_dir, metrics=metrics,
                        checkpoint_dir=Path(spec.checkpoint_dir), tensorboard_dir=Path(spec.tensorboard_dir))
+
+
+def check_outer_layers(train: PhaseConfig, model_dir: Path) -> None:
+    """``embeddings+outer:K`` trains 2K distinct decoder layers: checked against the model's
+    config.json before any process starts (the worker checks again on the built model)."""
+    k = train.num_outer_layers
+    if not k:
+        return
+    num_layers = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("num_hidden_layers")
+    if num_layers is not None and 2 * k > num_layers:
+        raise ConfigError(f"[cpt.embeddings] train={train.train!r} trains the first {k} and the last {k} decoder "
+                          f"layers, but {model_dir} has num_hidden_layers={num_layers}; use K <= {num_layers // 2} "
+                          f"(e.g. train='embeddings+outer:{max(1, num_layers // 2)}') or train='embeddings'")
+
+
+def device_hours(wall_s: float, *, world_size: int, device: str) -> dict[str, float]:
+    """What a launch cost: ``device_hours`` = wall seconds x training processes / 3600 (one process
+    per GPU on a GPU host, so these are GPU-hours there); ``gpu_hours`` is that on CUDA, else 0.
+    The wall time is the whole torchrun launch (start-up, training, checkpoints, export) of this
+    attempt only: a phase that resumed after a failure does not count the failed attempt."""
+    hours = wall_s * world_size / 3600
+    return {"wall_s": wall_s, "device_hours": hours, "gpu_hours": hours if device.startswith("cuda") else 0.0}

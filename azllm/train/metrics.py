@@ -52,7 +52,8 @@ def read_metrics(metrics_path: str | Path) -> dict[str, Any]:
             "peak_mem_gib": max(h["peak_mem_gib"] for h in history),
             "mfu": sum(mfus) / len(mfus) if mfus else None,
             "num_params": start.get("num_params"), "num_trainable_params": start.get("num_trainable_params"),
-            "world_size": start.get("world_size"), "params_are_dtensors": start.get("params_are_dtensors"),
+            "world_size": start.get("world_size"), "device": start.get("device"),
+            "params_are_dtensors": start.get("params_are_dtensors"),
             "local_numel_rank0": start.get("local_numel_rank0"),
             "resumed_at_steps": resumes, "history": history}
 

@@ -50,20 +50,58 @@ def build_meta_model(model_dir: str | Path, *, attn_implementation: str = "sdpa"
                                                 attn_implementation=attn_implementation)
 
 
-def freeze_for_phase(model: torch.nn.Module, phase: str) -> list[str]:
+def freeze_for_phase(model: torch.nn.Module, phase: str, *, num_outer_layers: int = 0) -> list[str]:
     """Set requires_grad for the phase; returns the names of trainable parameters.
 
-    ``embeddings``: only the input embeddings and, when it is not tied to them, the lm_head.
+    ``embeddings``: the input embeddings and the lm_head (one Parameter when tied), plus the
+    first and last ``num_outer_layers`` decoder layers (``embeddings+outer:K``). Each decoder
+    layer is one FSDP unit, so a unit is either all trainable or all frozen.
     """
     train_all = phase == "full"
     for p in model.parameters():
         p.requires_grad_(train_all)
     if not train_all:
-        model.get_input_embeddings().weight.requires_grad_(True)
-        head = model.get_output_embeddings()
-        if head is not None:
-            head.weight.requires_grad_(True)  # same Parameter when tied
+        for p in embedding_parameters(model):
+            p.requires_grad_(True)
+        layers = decoder_layers(model)
+        if 2 * num_outer_layers > len(layers):
+            raise ValueError(f"train='embeddings+outer:{num_outer_layers}' needs 2 x {num_outer_layers} decoder "
+                             f"layers, the model has {len(layers)}; use K <= {len(layers) // 2}")
+        outer = list(layers[:num_outer_layers]) + list(layers[len(layers) - num_outer_layers:])
+        for layer in outer:
+            layer.requires_grad_(True)
     return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def embedding_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The input embedding matrix and the LM head's, once each (a tied head is the same Parameter)."""
+    params = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not params[0]:
+        params.append(head.weight)
+    return params
+
+
+def optimizer_groups(model: torch.nn.Module, *, lr: float, embedding_lr_multiplier: float,
+                     weight_decay: float) -> list[dict]:
+    """AdamW parameter groups over the trainable parameters, each named: ``embeddings`` (input
+    embeddings and head, at ``lr x embedding_lr_multiplier``, decayed), ``body`` (other matrices,
+    at ``lr``, decayed) and ``body_no_decay`` (norms and biases). Empty groups are left out.
+
+    Call it after ``fully_shard``, whose DTensor Parameters are the ones the optimizer steps.
+    """
+    emb_ids = {id(p) for p in embedding_parameters(model)}
+    emb_names = {n for n, p in model.named_parameters(remove_duplicate=False) if id(p) in emb_ids}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"name": "embeddings", "lr": lr * embedding_lr_multiplier, "weight_decay": weight_decay,
+         "params": [p for n, p in named if n in emb_names]},
+        {"name": "body", "lr": lr, "weight_decay": weight_decay,
+         "params": [p for n, p in named if n not in emb_names and p.ndim >= 2]},
+        {"name": "body_no_decay", "lr": lr, "weight_decay": 0.0,
+         "params": [p for n, p in named if n not in emb_names and p.ndim < 2]},
+    ]
+    return [g for g in groups if g["params"]]
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
