@@ -79,8 +79,3 @@ def tiny_run():
 
     namespace(None)
     return Run(f"AzLLMFlow/{run_id_of(output)}"), output
-
-
-def pytest_configure(config):
-    """The `gpu` marker: tests that need a CUDA host (`pytest -m gpu`); they skip elsewhere."""
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped with a reason on other hosts")

@@ -1,7 +1,8 @@
 """azllm.config: the preset's dataclasses, and reading presets into them (docs/DESIGN.md §3).
 
-- :mod:`azllm.config.sections`: one frozen dataclass per preset section, with its checks
-  (``ConfigError`` names the key and the fix);
+- :mod:`azllm.config.sections` (and :mod:`azllm.config.data` for ``[data]``): one frozen
+  dataclass per preset section, with its checks (:mod:`azllm.config.errors`: ``ConfigError``
+  names the key and the fix);
 - :mod:`azllm.config.loading`: TOML, ``inherit``, strict types, the Metaflow ``Config`` parser;
 - :mod:`azllm.config.paths`: ``PROJECT_ROOT``, ``resolve_path``, ``cache_dir``.
 
@@ -9,6 +10,8 @@ Everything is re-exported here, so callers write ``from azllm.config import CptC
 load_pipeline_config``.
 """
 
+from azllm.config.data import DataConfig, QualityConfig
+from azllm.config.errors import ConfigError
 from azllm.config.loading import (
     config_from_dict,
     load_pipeline_config,
@@ -22,9 +25,7 @@ from azllm.config.sections import (
     DEFAULT_PROMPTS,
     INIT_METHODS,
     ComputeConfig,
-    ConfigError,
     CptConfig,
-    DataConfig,
     EvalConfig,
     LoraConfig,
     ModelConfig,
@@ -37,7 +38,8 @@ from azllm.config.sections import (
 
 __all__ = [
     "ARMS", "DEFAULT_PROMPTS", "INIT_METHODS", "PROJECT_ROOT", "ComputeConfig", "ConfigError", "CptConfig",
-    "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PhaseConfig", "PipelineConfig", "SftConfig",
+    "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PhaseConfig", "PipelineConfig", "QualityConfig",
+    "SftConfig",
     "TinyModelConfig", "TokenizerConfig", "cache_dir", "config_from_dict", "load_pipeline_config",
     "parse_config", "parse_config_text", "resolve_path", "section_from_dict",
 ]

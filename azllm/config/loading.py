@@ -28,8 +28,9 @@ from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from azllm.config.errors import ConfigError
 from azllm.config.paths import PROJECT_ROOT
-from azllm.config.sections import ConfigError, PipelineConfig
+from azllm.config.sections import PipelineConfig
 
 
 def _type_name(tp: Any) -> str:
