@@ -82,9 +82,15 @@ def corpus_table(stats: dict[str, Any]) -> Table:
 
 
 def dropped_components(stats: dict[str, Any]) -> list:
-    """Dropped documents by reason, when there are any."""
+    """Dropped documents by source and reason (with an example), and the near-duplicate clusters."""
+    out: list = []
     dropped = tables.dropped_rows(stats)
-    return [Markdown("**Dropped documents** (by reason)"), _table(dropped, "{}")] if dropped else []
+    if dropped:
+        out += [Markdown("**Dropped documents** (by source and reason, one example each)"), _table(dropped, "{}")]
+    near = tables.near_duplicate_rows(stats)
+    if near:
+        out += [Markdown("**Near-duplicate clusters** (MinHash, word 5-grams, 14 bands x 8 rows)"), _table(near, "{}")]
+    return out
 
 
 def fertility_components(rows: list[dict[str, Any]]) -> list:
@@ -95,6 +101,26 @@ def fertility_components(rows: list[dict[str, Any]]) -> list:
 def bpb_components(bpb: dict[str, dict[str, float]]) -> list:
     """Bits per byte of every model: table and bars."""
     return [_table(tables.bpb_rows(bpb)), _figure(plots.plot_bpb(bpb), "bits per byte")]
+
+
+def arm_comparison_components(bpb: dict[str, dict[str, float]], token_stats: dict[str, dict] | None,
+                              cpt_metrics: dict[str, dict[str, dict]] | None) -> list:
+    """Per arm: fertility, new tokens (and those used), BPB in and out of domain, what was held equal,
+    tokens and bytes seen, device-hours."""
+    from azllm.eval.compare import arm_comparison_rows
+
+    if not token_stats:
+        return []
+    return [Markdown("## Arms compared"), _table(arm_comparison_rows(bpb, token_stats, cpt_metrics), "{:.4g}")]
+
+
+def quality_components(flow: Any) -> list:
+    """A plain warning when the chosen model is demo-scale (a few optimizer steps)."""
+    from azllm.eval.quality import run_quality_verdict
+
+    cpt_metrics = getattr(flow, "cpt_metrics", None) or {}
+    verdict = run_quality_verdict(cpt_metrics.get(flow.chosen_arm), getattr(flow, "sft_metrics", None))
+    return [Markdown(f"> **{verdict.message}**")] if verdict.demo_scale else []
 
 
 def cpt_curves(cpt_metrics: dict[str, dict[str, dict]]) -> Image:
@@ -123,8 +149,10 @@ def generations_components(generations: list[dict[str, Any]]) -> list:
 
 def data_card(stats: dict[str, Any]) -> list:
     """prepare_data: corpus splits, dropped documents by reason, chat-record splits."""
-    out: list = [Markdown("# Data\nCorpus after cleaning and exact dedup, split into train and "
-                          "validation; chat records for SFT."), corpus_table(stats)] + dropped_components(stats)
+    out: list = [Markdown("# Data\nCorpus after encoding repair, NFC and look-alike letters, PII placeholders, "
+                          "language ID, FineWeb-2 quality filters (azj_Latn), exact and MinHash near-duplicate "
+                          "removal and n-gram decontamination; split into train and validation (by hash); "
+                          "chat records for SFT."), corpus_table(stats)] + dropped_components(stats)
     if stats.get("sft"):
         out += [Markdown("# Chat records"), _table(tables.sft_rows(stats), "{:.1f}")]
     return out
@@ -168,6 +196,7 @@ def cpt_card(metrics: dict[str, Any], *, arm: str, phase: str, node_rank: int = 
 def arms_card(comparison: Any, cpt_metrics: dict[str, dict[str, dict]]) -> list:
     """join_cpt: BPB of base and every arm, the choice, training curves and throughput of all arms."""
     return ([Markdown(f"# CPT arms\nChosen for SFT: **{comparison.chosen_arm}** ({comparison.reason}).")]
+            + arm_comparison_components(comparison.bpb, comparison.token_stats, cpt_metrics)
             + bpb_components(comparison.bpb)
             + [Markdown("## Training curves (dashed: phase 1, embeddings only)"), cpt_curves(cpt_metrics),
                Markdown("## Throughput, memory, MFU"), throughput_table(cpt_metrics)])
@@ -197,14 +226,16 @@ def summary_card(flow: Any) -> list:
     sft = getattr(flow, "sft_metrics", None) or {}
     out: list = [Markdown(
         f"# azllm run summary\nPreset **{_preset_name(flow)}**. Chosen CPT arm: **{flow.chosen_arm}**. "
-        + _headline(flow.arm_bpb, metrics, sft))]
+        + _headline(flow.arm_bpb, metrics, sft))] + quality_components(flow)
     out += [Markdown("## 1. Data"), corpus_table(flow.data_stats)]
     out += [Markdown("## 2. Tokenizers (fertility, tokens per word)")] + fertility_components(flow.fertility)
     cpt_metrics = getattr(flow, "cpt_metrics", None)
     if cpt_metrics:
         out += [Markdown("## 3. Continued pre-training (dashed: phase 1, embeddings only)"),
                 cpt_curves(cpt_metrics), throughput_table(cpt_metrics)]
-    out += [Markdown("## 4. Bits per byte: base vs arms")] + bpb_components(flow.arm_bpb)
+    out += ([Markdown("## 4. Bits per byte: base vs arms")]
+            + arm_comparison_components(flow.arm_bpb, getattr(flow, "arm_token_stats", None), cpt_metrics)
+            + bpb_components(flow.arm_bpb))
     if sft:
         out += [Markdown("## 5. LoRA SFT")] + sft_components(sft)
     if metrics:
@@ -258,7 +289,7 @@ def live_training_card(card: Any, metrics_path: Path, *, max_steps: int, title: 
             result = train_full_phase(...)
 
     The step needs `@card(refresh_interval=...)`; Metaflow rate-limits `card.refresh()` itself.
-    The file is read with the trainer's own reader (`azllm.train.cpt.read_metrics_records`).
+    The file is read with the trainer's own reader (`azllm.train.metrics.read_metrics_records`).
     The live components are removed at the end so the final card holds only `cpt_card`.
     """
     from azllm.train.metrics import read_metrics_records, step_history

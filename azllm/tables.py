@@ -31,9 +31,19 @@ def corpus_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def dropped_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """Documents dropped while preparing the corpus, by reason (one row; empty if none)."""
-    dropped = stats.get("corpus", {}).get("dropped")
-    return [dropped] if dropped else []
+    """Documents dropped while preparing the corpus: one row per (source, reason) with an example."""
+    from azllm.data.stats import filter_rows
+
+    return filter_rows(stats.get("corpus", {}))
+
+
+def near_duplicate_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """MinHash near-duplicate clusters: how many, documents removed, the largest cluster."""
+    near = stats.get("corpus", {}).get("near_duplicates") or {}
+    if not near:
+        return []
+    return [{"clusters": near.get("clusters"), "documents removed": near.get("documents_removed"),
+             "largest cluster": near.get("largest")}]
 
 
 def sft_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:

@@ -202,6 +202,7 @@ class AzLLMFlow(FlowSpec):
                     for arm, ref in self.cpt_models.items()}
         comparison = compare_arms(cfg, arm_dirs=arm_dirs, data_dir=Path(current.model.load(self.data)))
         self.arm_bpb = comparison.bpb
+        self.arm_token_stats = comparison.token_stats
         self.chosen_arm = comparison.chosen_arm
         current.card.extend(arms_card(comparison, self.cpt_metrics))
         self.next(self.sft_lora)

@@ -12,7 +12,7 @@ from azllm.config.errors import ConfigError, check_fraction
 
 @dataclass(frozen=True, kw_only=True)
 class QualityConfig:
-    """Thresholds from FineWeb-2 `configs/azj_Latn.yml` (DESIGN.md §10) unless said otherwise.
+    """Thresholds from FineWeb-2 `configs/azj_Latn.yml` (docs/DESIGN.md §4) unless said otherwise.
 
     Applied through datatrove's GopherRepetitionFilter, FineWebQualityFilter and
     GopherQualityFilter, set as in FineWeb-2's `fineweb-2-pipeline.py`.

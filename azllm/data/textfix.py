@@ -15,7 +15,7 @@ import ftfy
 from azllm.data.clean import clean_text
 
 LOOKALIKES = {
-    "\u04d9": "ə", "\u04d8": "Ə",   # Cyrillic schwa: 124 of them in the curated shared corpus (DESIGN §10)
+    "\u04d9": "ə", "\u04d8": "Ə",   # Cyrillic schwa: 124 of them in the curated shared corpus (docs/DESIGN.md §4)
     "\u01dd": "ə", "\u018e": "Ə",   # Latin turned e / reversed E, typed for ə when a keyboard lacks it
     "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0445": "x",
     "\u0443": "y", "\u0456": "i", "\u0458": "j", "\u04bb": "h", "\u04e9": "ö", "\u04af": "ü",

@@ -1,6 +1,6 @@
 """`join_cpt`: score the base model and every CPT arm on the same bytes and pick an arm.
 
-Bits per byte (DESIGN.md section 6) is comparable across tokenizers because it is
+Bits per byte (docs/DESIGN.md §9) is comparable across tokenizers because it is
 normalised by the UTF-8 bytes of the scored text, not by tokens. Beside it, per arm, what
 the tokenizer does on the validation text (fertility, new tokens, how many of them it
 really emits) and how much text CPT saw: `arm_comparison_rows` makes the table.
@@ -37,7 +37,7 @@ def arm_token_stats(tokenizer: Any, base_tokenizer: Any, texts: list[str]) -> di
             "num_new_tokens": len(new), "num_new_tokens_used": len(new & used_token_ids(tokenizer, texts))}
 
 
-def _phase_sum(phases: dict[str, dict] | None, key: str) -> int | None:
+def _phase_sum(phases: dict[str, dict] | None, key: str) -> float | None:
     values = [m.get(key) for m in (phases or {}).values() if m]
     return sum(v for v in values if v is not None) if any(v is not None for v in values) else None
 
@@ -48,10 +48,10 @@ def arm_comparison_rows(bpb: dict[str, dict[str, float]], token_stats: dict[str,
     """One row per model (`base`, then the arms) for the join step's table.
 
     Columns: fertility, vocabulary, new tokens and those used on the validation text, BPB per
-    file (in / out of domain), CPT tokens seen (both phases, from `read_metrics`) and bytes
-    seen: the phases' own `bytes` when the trainer records them, else tokens x the arm's
-    validation bytes per token (`bytes_seen_source` says which). A figure that is unknown is
-    None, with the reason in `notes`.
+    file (in / out of domain), what `[cpt] budget` held equal, CPT tokens and bytes seen (both
+    phases: the trainer's `tokens_seen` / `bytes_seen`, else `tokens` x the arm's validation
+    bytes per token; `bytes_seen_source` says which) and the device-hours (GPU-hours on a GPU
+    host) the arm's phases used. A figure that is unknown is None, with the reason in `notes`.
     """
     rows = []
     for model, scores in bpb.items():
@@ -65,16 +65,21 @@ def arm_comparison_rows(bpb: dict[str, dict[str, float]], token_stats: dict[str,
             if f not in scores:
                 notes.append(f"no {f} file scored")
         phases = (cpt_metrics or {}).get(model)
-        tokens = _phase_sum(phases, "tokens")
-        nbytes, source = _phase_sum(phases, "bytes"), "metrics"
+        tokens = _phase_sum(phases, "tokens_seen")
+        if tokens is None:
+            tokens = _phase_sum(phases, "tokens")
+        nbytes, source = _phase_sum(phases, "bytes_seen"), "metrics"
         if nbytes is None and tokens is not None and stats.get("bytes_per_token"):
             nbytes, source = round(tokens * stats["bytes_per_token"]), "estimate: tokens x validation bytes/token"
         if model == "base":
             source = "not trained"
         elif tokens is None:
             notes.append("no CPT metrics for this arm")
-        row.update({"cpt_tokens_seen": tokens, "cpt_bytes_seen": nbytes,
+        budgets = {m.get("budget") for m in (phases or {}).values() if m and m.get("budget")}
+        row.update({"budget": ", ".join(sorted(budgets)) or None, "cpt_tokens_seen": tokens,
+                    "cpt_bytes_seen": nbytes,
                     "bytes_seen_source": source if nbytes is not None or model == "base" else None,
+                    "device_hours": _phase_sum(phases, "device_hours"), "gpu_hours": _phase_sum(phases, "gpu_hours"),
                     "notes": "; ".join(notes)})
         rows.append(row)
     return rows

@@ -74,7 +74,7 @@ def demo_scale_verdict(*, cpt_steps: int | None, cpt_tokens: int | None, sft_ste
 def run_quality_verdict(arm_cpt_metrics: dict[str, dict[str, Any]] | None,
                         sft_metrics: dict[str, Any] | None) -> QualityVerdict:
     """The verdict from a run's artifacts: `cpt_metrics[chosen_arm]` ({"embeddings": ..., "full": ...},
-    each `azllm.train.cpt.read_metrics` output) and `sft_metrics` (`run_sft`'s metrics)."""
+    each `azllm.train.metrics.read_metrics` output) and `sft_metrics` (`run_sft`'s metrics)."""
     phases = [m for m in (arm_cpt_metrics or {}).values() if m]
     steps = [m.get("steps") for m in phases]
     tokens = [m.get("tokens") for m in phases if m.get("steps")]

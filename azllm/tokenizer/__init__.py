@@ -5,7 +5,7 @@
 - `train`: `train_tokenizer` / `train_sweep` (byte-level BPE with Llama 3's settings);
 - `strategies`: `build_arm_tokenizer` (baseline / extend / replace);
 - `extend`: continued BPE, new merges learned over the base tokenizer's own segmentation;
-- `metrics`: fertility, bytes per token, context capacity; table and chart;
+- `metrics`: fertility, bytes per token, context capacity (the table; the cards draw it);
 - `load`: `load_tokenizer` for names, directories and hub ids;
 - `chat_records`: chat records as tokens (assistant mask, fitting to `max_length`), for SFT and eval;
 - `stage`: `run_tokenizer_stage`, the flow's `train_tokenizer` step;
