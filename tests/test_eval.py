@@ -266,8 +266,10 @@ def test_arm_comparison_rows_from_bpb_stats_and_phase_metrics():
              for name, f, b, n, u in [("base", 3.0, 2.0, 0, 0), ("baseline", 3.0, 2.0, 0, 0),
                                       ("extend", 2.0, 3.0, 40, 25)]}
     cpt = {"baseline": {"embeddings": {"history": [], "steps": 0}, "full": {"steps": 4, "tokens": 1000}},
-           "extend": {"embeddings": {"steps": 2, "tokens": 500, "bytes": 1400},
-                      "full": {"steps": 4, "tokens": 1000, "bytes": 2900}}}
+           "extend": {"embeddings": {"steps": 2, "tokens": 500, "tokens_seen": 500, "bytes_seen": 1400,
+                                     "budget": "bytes", "device_hours": 0.25},
+                      "full": {"steps": 4, "tokens": 1000, "tokens_seen": 1000, "bytes_seen": 2900,
+                               "budget": "bytes", "device_hours": 0.5}}}
     rows = {r["model"]: r for r in arm_comparison_rows(bpb, stats, cpt)}
     assert list(rows) == ["base", "baseline", "extend"]
     assert rows["extend"]["new_tokens"] == 40 and rows["extend"]["new_tokens_used"] == 25
@@ -277,6 +279,8 @@ def test_arm_comparison_rows_from_bpb_stats_and_phase_metrics():
     assert rows["baseline"]["cpt_bytes_seen"] == 2000 and rows["baseline"]["bytes_seen_source"].startswith("estimate")
     assert (rows["extend"]["cpt_tokens_seen"], rows["extend"]["cpt_bytes_seen"]) == (1500, 4300)
     assert rows["extend"]["bytes_seen_source"] == "metrics"
+    assert rows["extend"]["budget"] == "bytes" and rows["extend"]["device_hours"] == 0.75
+    assert rows["baseline"]["budget"] is None and rows["baseline"]["device_hours"] is None
     assert rows["base"]["cpt_tokens_seen"] is None and rows["base"]["bytes_seen_source"] == "not trained"
     no_metrics = arm_comparison_rows(bpb, stats, None)[1]
     assert no_metrics["cpt_tokens_seen"] is None and "no CPT metrics" in no_metrics["notes"]

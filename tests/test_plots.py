@@ -69,5 +69,9 @@ def test_tables_from_artifacts():
     assert list(logged_steps(HISTORY).columns) == ["step", "loss", "lr", "tokens_per_s", "peak_mem_gib"]
     assert [r["phase"] for r in throughput_rows(CPT_METRICS)] == ["embeddings (pass-through)", "full",
                                                                    "embeddings", "full"]
-    assert dropped_rows({"corpus": {}}) == [] and dropped_rows({"corpus": {"dropped": {"short": 2}}}) == [
-        {"short": 2}]
+    assert dropped_rows({"corpus": {}}) == []
+    corpus = {"dropped_by_source": {"news": {"short": 2, "language": 0}, "laws": {"language": 1}},
+              "dropped_examples": {"short": ["Salam."], "language": ["Merhaba, nasılsınız?"]}}
+    assert dropped_rows({"corpus": corpus}) == [
+        {"source": "laws", "reason": "language", "documents": 1, "example": "Merhaba, nasılsınız?"},
+        {"source": "news", "reason": "short", "documents": 2, "example": "Salam."}]
