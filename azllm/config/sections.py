@@ -175,8 +175,9 @@ class CptConfig:
     tokenize_num_proc: int = 1
     seed: int = 0
     activation_checkpointing: str = "none"
-    """none | full (recompute every decoder layer in backward) | selective (every other layer):
-    trades ~1/3 more forward FLOPs for activation memory (docs/DESIGN.md §6)."""
+    """none | full (recompute every decoder layer in backward) | selective (torchtitan's op-level
+    policy in every layer: attention outputs and every other matmul output are kept): trades
+    recomputed forward FLOPs for activation memory (docs/DESIGN.md §6)."""
     compile: bool = False
     """torch.compile each decoder layer (after activation checkpointing, before fully_shard)."""
     sharding: str = "auto"

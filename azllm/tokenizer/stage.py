@@ -67,7 +67,7 @@ def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequ
     num_new = cfg.extend_num_tokens or cfg.vocab_size // 4
     arm_dirs = {arm: build_arm_tokenizer(arm, base=base, new=new, out_dir=out_dir / "arms" / arm,
                                          num_new_tokens=num_new, min_frequency=cfg.min_frequency,
-                                         corpus=read_jsonl_texts(train_path) if arm == "extend" else None)
+                                         corpus=sample_texts(train_path, cfg.sample_mb) if arm == "extend" else None)
                 for arm in arms}
 
     candidates = {f"bbpe-{v}": load_tokenizer(t.path) for v, t in trained.items()}
