@@ -16,9 +16,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-FLOW_NAME = "AzLLMFlow"
-
-
 @dataclass
 class ChatModel:
     model_dir: Path
@@ -27,25 +24,11 @@ class ChatModel:
 
 
 def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> ChatModel:
-    """Download the chosen CPT model, tokenizer and SFT adapter of a finished run."""
-    from metaflow import Flow, Run, load_model, namespace
+    """Download the chosen CPT model, tokenizer and SFT adapter of a run (`latest`, `production` or an id)."""
+    from azllm.runs import fetch_parts, find_run, run_parts
 
-    from azllm.config import cache_dir
-
-    namespace(None)
-    run = Flow(FLOW_NAME).latest_successful_run if run_id == "latest" else Run(f"{FLOW_NAME}/{run_id}")
-    if run is None:
-        raise ValueError(f"no successful {FLOW_NAME} run found; run `make demo` first")
-    data = run["end"].task.data
-    root = (cache_root or cache_dir() / "runs") / run.id
-    parts = {"model": data.cpt_models[data.chosen_arm], "tokenizer": data.tokenizers[data.chosen_arm],
-             "adapter": data.sft_adapter}
-    for name, ref in parts.items():
-        target = root / name
-        if not (target / ".complete").exists():
-            load_model(ref, str(target))
-            (target / ".complete").touch()
-    return ChatModel(model_dir=root / "model", tokenizer_dir=root / "tokenizer", adapter_dir=root / "adapter")
+    dirs = fetch_parts(run_parts(find_run(run_id)), cache_root)
+    return ChatModel(model_dir=dirs.model, tokenizer_dir=dirs.tokenizer, adapter_dir=dirs.adapter)
 
 
 def load_chat_model(spec: ChatModel):
