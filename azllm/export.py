@@ -185,7 +185,7 @@ def push_dir(local: Path, url: str) -> list[str]:
         raise ValueError(f"--push {url!r}: expected s3://bucket/prefix")
     files = [(str(p.relative_to(local)), str(p)) for p in sorted(local.rglob("*")) if p.is_file()]
     with S3(s3root=url.rstrip("/") + "/") as s3:
-        urls = [obj.url for obj in s3.put_files(files)]
+        urls = [url for _, url in s3.put_files(files)]
     print(f"[export] pushed {len(urls)} files to {url}", flush=True)
     return urls
 
