@@ -275,6 +275,15 @@ def run_tags(flow: Any) -> list[str]:
     return tags
 
 
+def export_markdown(run_id: str, flow: Any) -> str:
+    """A few Markdown lines for the summary card or a notebook: what was exported and how to get it."""
+    tags = ", ".join(f"`{t}`" for t in run_tags(flow))
+    return (f"## Exported model\nThe chosen arm **{flow.chosen_arm}** with the SFT adapter merged (bf16, model "
+            f"card included) is the `export_model` reference; run tags {tags}.\n"
+            f"`azllm export --run {run_id} --out DIR` writes it again (`--dtype`, `--arm`, `--stage`, `--push "
+            "s3://...`, `--gguf`); `azllm export --run production` takes the latest production-branch run.")
+
+
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------

@@ -22,6 +22,24 @@ HUB_LICENSES = {"meta-llama/llama-3.2": "llama3.2", "meta-llama/llama-3.1": "lla
                 "huggingfacetb/smollm2": "apache-2.0"}
 """Hub id prefixes (lower case) -> the license the derived model inherits."""
 MAX_GENERATIONS = 6
+USAGE = """## Use
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+DIR = "."  # this directory
+tok = AutoTokenizer.from_pretrained(DIR)
+model = AutoModelForCausalLM.from_pretrained(DIR)
+inputs = tok.apply_chat_template([{"role": "user", "content": "Salam!"}], add_generation_prompt=True,
+                                 return_tensors="pt", return_dict=True)
+out = model.generate(**inputs, max_new_tokens=64)
+print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+
+`generation_config.json` stops at `<|eot_id|>`, the end of an assistant turn. Serve the directory with
+`vllm serve DIR` or TGI; for llama.cpp convert it with `convert_hf_to_gguf.py DIR` (`azllm export --gguf` does).
+"""
+"""How to load the export; tests/test_export.py runs this snippet."""
 
 
 def base_model_id(name: str) -> tuple[str | None, str]:
@@ -148,12 +166,7 @@ def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, st
              f"An Azerbaijani adaptation of **{hub_id or name}** made by the azllm pipeline "
              f"(Metaflow run `{pathspec}`, preset `{config.get('name')}`), saved in {dtype}.\n",
              *(f"> **Note:** {note}\n" for note in notes),
-             "## Use\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-             "tok = AutoTokenizer.from_pretrained(DIR)\nmodel = AutoModelForCausalLM.from_pretrained(DIR)\n"
-             "ids = tok.apply_chat_template([{\"role\": \"user\", \"content\": \"Salam!\"}],\n"
-             "                              add_generation_prompt=True, return_tensors=\"pt\")\n"
-             "print(tok.decode(model.generate(ids, max_new_tokens=64)[0, ids.shape[1]:]))\n```\n\n"
-             "`generation_config.json` stops at `<|eot_id|>`, the end of an assistant turn.\n",
+             USAGE,
              f"## Base model\n\n`{name}`" + (f" ([{hub_id}](https://huggingface.co/{hub_id}))" if hub_id else
                                               " (a seeded random Llama: a test model, not for use)") + "\n",
              _tokenizer_section(config, arm, _get(data, "fertility")),

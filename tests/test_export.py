@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from azllm.export import GGUF_ENV, export_run, push_dir, require_gguf_converter
+from azllm.export import GGUF_ENV, export_markdown, export_run, push_dir, require_gguf_converter
 from azllm.runs import branch_of, fetch_parts, find_run, latest_production_run, run_parts, runs_in_branch
 from conftest import FAILED_RUN_BRANCH, REPO_ROOT
 
@@ -111,6 +111,10 @@ def test_model_card_holds_the_runs_figures(tiny_run, tiny_export):
                     "## Sample generations", "## Provenance"):
         assert heading in card, heading
     assert str(data.data_stats["corpus"]["train"]["documents"]) in card
+    snippet = card.split("```python\n")[1].split("```")[0]  # the card's own usage example runs as written
+    proc = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=300,
+                          cwd=tiny_export)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_end_step_stores_the_export_and_tags_the_run(tiny_run, tmp_path):
@@ -124,6 +128,8 @@ def test_end_step_stores_the_export_and_tags_the_run(tiny_run, tmp_path):
     files = {p.name for p in (tmp_path / "m").iterdir()}
     assert {"model.safetensors", "generation_config.json", "README.md", "tokenizer.json"} <= files
     assert json.loads((tmp_path / "m" / "config.json").read_text())["dtype"] == "bfloat16"
+    text = export_markdown(run.id, data)  # for the summary card and the notebook
+    assert f"azllm export --run {run.id}" in text and f"`azllm.model:{data.chosen_arm}`" in text
 
 
 def test_branches_are_separate_namespaces(tiny_run, failed_sft_run):
