@@ -201,16 +201,16 @@ def choose_stage(parts: RunParts, stage: str | None) -> tuple[str, list[str]]:
         raise ValueError(f"--stage {stage!r}: expected one of {STAGES}")
     if parts.adapter_ref is not None:
         return stage or "sft", []
+    run_id = parts.pathspec.split("/")[-1]
     if parts.arm != parts.chosen_arm:
         why = f"the SFT adapter was trained on the chosen arm {parts.chosen_arm!r}, not on {parts.arm!r}"
+        fix = f"pass --arm {parts.chosen_arm}"
     else:
         why = f"run {parts.pathspec} has no SFT adapter: it stopped before sft_lora finished"
+        fix = f"finish the run: python flows/azllm_flow.py resume --origin-run-id {run_id}"
     if stage == "sft":
-        raise ValueError(f"--stage sft: {why}; export --stage cpt, or pass --arm {parts.chosen_arm}"
-                         if parts.arm != parts.chosen_arm else f"--stage sft: {why}; export --stage cpt, "
-                         f"or finish the run: python flows/azllm_flow.py resume --origin-run-id "
-                         f"{parts.pathspec.split('/')[-1]}")
-    return "cpt", [f"exporting the CPT model of arm {parts.arm!r} without SFT: {why}"]
+        raise ValueError(f"--stage sft: {why}; export --stage cpt, or {fix}")
+    return "cpt", [] if stage == "cpt" else [f"exporting the CPT model of arm {parts.arm!r} without SFT: {why}"]
 
 
 def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | None = None,

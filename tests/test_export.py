@@ -185,6 +185,12 @@ def test_bad_input_is_refused_with_the_fix(tiny_run, tiny_export, tmp_path):
     assert not list(tmp_path.glob(".busy.*")), "temporary directories left behind"
     with pytest.raises(ValueError, match=r"no arm 'nope'"):
         export_run(tiny_run[0].id, tmp_path / "y", arm="nope")
+    chosen = tiny_run[0]["end"].task.data.chosen_arm
+    other = next(a for a in ("baseline", "extend", "replace") if a != chosen)
+    with pytest.raises(ValueError, match=rf"trained on the chosen arm '{chosen}'.*pass --arm {chosen}"):
+        export_run(tiny_run[0].id, tmp_path / "y", arm=other, stage="sft")
+    result = export_run(tiny_run[0].id, tmp_path / "y", arm=other)
+    assert result.stage == "cpt" and result.arm == other and "without SFT" in result.notes[0]
 
 
 def test_gguf_without_llama_cpp_says_how_to_get_it(monkeypatch, tmp_path):
