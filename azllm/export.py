@@ -14,6 +14,7 @@ The flow's `end` step writes the same export as the `export_model` reference (`e
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -89,6 +90,17 @@ def export_tokenizer(tokenizer_dir: Path):
     return tokenizer
 
 
+def save_portable_tokenizer(tokenizer, out: Path) -> None:
+    """Save in the layout every transformers >= 4.34 reads, as vLLM and TGI pin older releases than ours:
+    the chat template inside tokenizer_config.json (not transformers 5's chat_template.jinja) and the class
+    named PreTrainedTokenizerFast (transformers 5 calls it TokenizersBackend; both load it)."""
+    tokenizer.save_pretrained(str(out), save_jinja_files=False)
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def generation_config(tokenizer, model_config):
     """Greedy by default; stop on EOS and on `<|eot_id|>` (the end of an assistant turn)."""
     from transformers import GenerationConfig
@@ -97,8 +109,8 @@ def generation_config(tokenizer, model_config):
 
     stops = stop_token_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    return GenerationConfig(bos_token_id=tokenizer.bos_token_id or model_config.bos_token_id,
-                            eos_token_id=stops, pad_token_id=pad, do_sample=False)
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else model_config.bos_token_id
+    return GenerationConfig(bos_token_id=bos, eos_token_id=stops, pad_token_id=pad, do_sample=False)
 
 
 def write_export(dirs: PartDirs, out: Path, *, dtype: str, card: str, overwrite: bool = False,
@@ -114,7 +126,7 @@ def write_export(dirs: PartDirs, out: Path, *, dtype: str, card: str, overwrite:
         tokenizer = export_tokenizer(dirs.tokenizer)
         model.generation_config = generation_config(tokenizer, model.config)
         model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_portable_tokenizer(tokenizer, tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         if converter is not None:
             convert_to_gguf(converter, tmp, dtype)

@@ -96,6 +96,8 @@ def test_export_loads_in_plain_transformers_like_base_plus_adapter(tiny_run, tin
     names = {p.name for p in tiny_export.iterdir()}
     assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md"} <= names
     assert not any(n.startswith("adapter") for n in names), names
+    tokenizer_config = json.loads((tiny_export / "tokenizer_config.json").read_text())
+    assert "<|eot_id|>" in tokenizer_config["chat_template"]  # where transformers 4.x (vLLM, TGI) reads it
 
 
 def test_model_card_holds_the_runs_figures(tiny_run, tiny_export):
