@@ -128,7 +128,7 @@ def run_parts(run: Any, arm: str | None = None) -> RunParts:
     arm = arm or chosen
     if arm not in data.cpt_models:
         raise ValueError(f"run {run.pathspec} has no arm {arm!r}; its arms are {sorted(data.cpt_models)}")
-    adapter = getattr(data, "sft_adapter", None) if arm == chosen and "sft_adapter" in data else None
+    adapter = data.sft_adapter if arm == chosen and "sft_adapter" in data else None
     return RunParts(pathspec=run.pathspec, arm=arm, chosen_arm=chosen, model_ref=data.cpt_models[arm],
                     tokenizer_ref=data.tokenizers[arm], adapter_ref=adapter, data=data, step=step)
 
