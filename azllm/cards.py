@@ -220,8 +220,8 @@ def eval_card(report: Any) -> list:
     return out
 
 
-def summary_card(flow: Any) -> list:
-    """end: the whole story on one page, from data to the chat assistant."""
+def summary_card(flow: Any, run_id: str | None = None) -> list:
+    """end: the whole story on one page, from data to the chat assistant (and the exported model)."""
     metrics = getattr(flow, "metrics", None) or {}
     sft = getattr(flow, "sft_metrics", None) or {}
     out: list = [Markdown(
@@ -243,6 +243,10 @@ def summary_card(flow: Any) -> list:
     generations = getattr(flow, "generations", None)
     if generations:
         out += [Markdown("## 7. Generations side by side (greedy)")] + generations_components(generations)
+    if run_id and getattr(flow, "export_model", None):
+        from azllm.model_card import export_markdown
+
+        out.append(Markdown(export_markdown(run_id, flow)))
     out.append(Markdown("## Look further\n`python flows/azllm_flow.py card view STEP` for any step; "
                         "`notebooks/inspect_runs.ipynb` for curves and run comparisons; "
                         "`azllm.inspect.fetch_tensorboard(run, dest)` then `tensorboard --logdir dest`."))

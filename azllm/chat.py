@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FLOW_NAME = "AzLLMFlow"
-
 
 @dataclass
 class ChatModel:
@@ -31,28 +29,16 @@ class ChatModel:
 
 
 def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> ChatModel:
-    """Download the chosen CPT model, tokenizer and SFT adapter of a finished run."""
-    from metaflow import Flow, Run, load_model, namespace
-
-    from azllm.config import cache_dir
+    """Download the chosen CPT model, tokenizer and SFT adapter of a run (`latest`, `production` or an id)."""
     from azllm.eval.quality import run_quality_verdict
+    from azllm.runs import fetch_parts, find_run, run_parts
 
-    namespace(None)
-    run = Flow(FLOW_NAME).latest_successful_run if run_id == "latest" else Run(f"{FLOW_NAME}/{run_id}")
-    if run is None:
-        raise ValueError(f"no successful {FLOW_NAME} run found; run `make demo` first")
-    data = run["end"].task.data
-    root = (cache_root or cache_dir() / "runs") / run.id
-    parts = {"model": data.cpt_models[data.chosen_arm], "tokenizer": data.tokenizers[data.chosen_arm],
-             "adapter": data.sft_adapter}
-    for name, ref in parts.items():
-        target = root / name
-        if not (target / ".complete").exists():
-            load_model(ref, str(target))
-            (target / ".complete").touch()
-    quality = run_quality_verdict(getattr(data, "cpt_metrics", {}).get(data.chosen_arm),
+    parts = run_parts(find_run(run_id))
+    dirs = fetch_parts(parts, cache_root)
+    data = parts.data
+    quality = run_quality_verdict((getattr(data, "cpt_metrics", None) or {}).get(parts.arm),
                                   getattr(data, "sft_metrics", None))
-    return ChatModel(model_dir=root / "model", tokenizer_dir=root / "tokenizer", adapter_dir=root / "adapter",
+    return ChatModel(model_dir=dirs.model, tokenizer_dir=dirs.tokenizer, adapter_dir=dirs.adapter,
                      quality=quality)
 
 

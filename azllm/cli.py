@@ -8,6 +8,7 @@
     azllm tokenizer eval --tokenizer llama-3.2 /tmp/tok --data data/sample/corpus.jsonl --json
     azllm eval bpb --model DIR --tokenizer DIR --data FILE --json
     azllm config show configs/demo.toml
+    azllm export --run latest --out /tmp/az-model
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import json
 import sys
 
 # Each stage registers its own sub-commands; a stage whose extras are missing is skipped.
-STAGE_MODULES = ("azllm.data.cli", "azllm.tokenizer.cli", "azllm.eval.cli", "azllm.train.cli", "azllm.chat")
+STAGE_MODULES = ("azllm.data.cli", "azllm.tokenizer.cli", "azllm.eval.cli", "azllm.train.cli", "azllm.chat",
+                 "azllm.export")
 
 
 def _config_show(args: argparse.Namespace) -> int:

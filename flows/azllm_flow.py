@@ -13,19 +13,23 @@
     join_cpt         bits per byte of base and every arm on the same bytes; pick the arm
     sft_lora         LoRA SFT of the chosen arm on chat records (assistant tokens only)
     evaluate         base vs CPT vs SFT: BPB, generations, repetition, chrF
-    end              where the results are and how to look at them
+    end              export the merged model with its model card, tag the run, say where results are
 
     python flows/azllm_flow.py run                                   # configs/demo.toml
     python flows/azllm_flow.py --config config configs/tiny.toml run
     python flows/azllm_flow.py resume                                # after a failure
+    python flows/azllm_flow.py --production run                      # @project branch `prod`
+    python flows/azllm_flow.py --branch exp1 run                     # branch `test.exp1`
 
 Models, tokenizers and data travel as metaflow-checkpoint references (`@model`),
 never as pickled tensors. Capacity per step comes from the preset's compute profile.
+`@project(name="azllm")` puts every run in a branch (tag `project_branch:...`): `user.<name>`
+by default; `azllm export --run production` takes the latest successful `prod` run.
 """
 
 from pathlib import Path
 
-from metaflow import Config, FlowSpec, card, checkpoint, current, model, parallel, step
+from metaflow import Config, FlowSpec, card, checkpoint, current, model, parallel, project, step
 
 from azllm.compute.mutator import compute_from_profile
 from azllm.config import parse_config
@@ -33,6 +37,7 @@ from azllm.config import parse_config
 DEFAULT_PRESET = str(Path(__file__).resolve().parent.parent / "configs" / "demo.toml")
 
 
+@project(name="azllm")
 @compute_from_profile
 class AzLLMFlow(FlowSpec):
     config = Config("config", default=DEFAULT_PRESET, parser=parse_config)
@@ -252,14 +257,17 @@ class AzLLMFlow(FlowSpec):
         self.next(self.end)
 
     @card
+    @model
     @step
     def end(self):
-        """Say where the results are and how to look at them."""
+        """Export the chosen arm (SFT merged, model card) as a model reference, tag the run, summarise."""
         from azllm.cards import summary_card
+        from azllm.export import export_flow_model
         from azllm.flowutil import begin_step, print_summary
 
         begin_step("end", self.config)
-        current.card.extend(summary_card(self))
+        self.export_model = export_flow_model(self)
+        current.card.extend(summary_card(self, run_id=current.run_id))
         print_summary(self)
 
 

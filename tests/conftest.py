@@ -69,13 +69,40 @@ def run_id_of(output: str) -> str:
     raise AssertionError(f"no run id in flow output:\n{output[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def tiny_run():
-    """(metaflow.Run, combined output) of a successful tiny-preset run."""
-    proc = run_flow("--config", "config", str(TINY_PRESET), "run")
+def finished_run(proc, name: str = "AzLLMFlow"):
+    """(metaflow.Run, combined output) of a flow process that must have succeeded."""
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-10000:]
     from metaflow import Run, namespace
 
     namespace(None)
-    return Run(f"AzLLMFlow/{run_id_of(output)}"), output
+    return Run(f"{name}/{run_id_of(output)}"), output
+
+
+@pytest.fixture(scope="session")
+def tiny_run():
+    """(metaflow.Run, combined output) of a successful tiny-preset run, in the @project's production
+    branch (`--production`), so `azllm export --run production` has a run to find."""
+    return finished_run(run_flow("--production", "--config", "config", str(TINY_PRESET), "run"))
+
+
+FAILED_RUN_BRANCH = "ci"
+"""`--branch` of `failed_sft_run`: its runs are tagged `project_branch:test.ci`."""
+
+
+@pytest.fixture(scope="session")
+def failed_sft_run():
+    """(run id, combined output) of a tiny-preset run failed on purpose in `sft_lora` (after CPT), in the
+    test branch `test.ci`: the resume test resumes it, the export test exports its CPT model."""
+    proc = run_flow("--branch", FAILED_RUN_BRANCH, "--config", "config", str(TINY_PRESET), "run",
+                    env={"AZLLM_FAIL_AT_STEP": "sft_lora"})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "failing step 'sft_lora' on purpose" in output, output[-10000:]
+    return run_id_of(output), output
+
+
+@pytest.fixture(scope="session")
+def demo_run():
+    """(metaflow.Run, combined output) of the quick start's run: the default preset (configs/demo.toml),
+    no --config, in the user's branch. About 7-15 min on 2 cores: shared by test_demo and test_export."""
+    return finished_run(run_flow("run", timeout=3600))

@@ -3,8 +3,9 @@
 Kubernetes profiles: ``argo-workflows create --only-json`` (an Argo WorkflowTemplate;
 the @parallel CPT steps become JobSets). It needs an S3 datastore: a moto server on
 localhost plays AWS. Asserts per step: GPUs, vCPUs, memory, /dev/shm, node selector and
-tolerations, retries, and the gang (JobSet) of the CPT steps; and that no secret from
-the environment is written into a spec. About 20 s.
+tolerations, retries, and the gang (JobSet) of the CPT steps; that no secret from
+the environment is written into a spec; and the template's name, which `@project(name="azllm")`
+makes `azllm.<branch>.azllmflow` (`--branch`/`--production` deploy side by side). About 20 s.
 
 Batch profiles: Metaflow 2.19 refuses to compile a flow with @parallel steps
 (``num_parallel``) for Step Functions ("not supported currently"), and the CPT steps are
@@ -141,6 +142,8 @@ def test_argo_spec_per_step(fake_aws, tmp_path, profile):
     assert proc.returncode == 0, out[-3000:]
     assert_no_secrets(out)
     spec = json.loads(proc.stdout[proc.stdout.index("{"):])
+    # @project(name="azllm"): the deployment is named project.branch.flow (the user's branch here)
+    assert re.fullmatch(r"azllm\.user\.[a-z0-9.-]+\.azllmflow", spec["metadata"]["name"]), spec["metadata"]["name"]
     templates = {t["name"]: t for t in spec["spec"]["templates"]}
     for step in steps:
         want = prof.for_step(step)

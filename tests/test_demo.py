@@ -1,27 +1,21 @@
 """The quick start's flow run: the default preset (configs/demo.toml, the real SmolLM2-135M on
 the bundled sample data, CPU) must lower validation bits per byte from the base model.
 
-About 15 min on 2 cores, the longest test; it is also the check that `make demo` works.
+About 15 min on 2 cores, the longest test; it is also the check that `make demo` works. The run is
+the session fixture `demo_run` (conftest.py), which tests/test_export.py also exports.
 
     .venv/bin/python -m pytest -q tests/test_demo.py
 """
 
 from __future__ import annotations
 
-from conftest import run_flow, run_id_of
-
 MARGIN = 0.10
 """The chosen arm must be at least 10 % below the base model (measured: 3.036 -> 2.084)."""
 
 
-def test_default_preset_lowers_validation_bpb():
-    proc = run_flow("run", timeout=3600)  # no --config: the default preset, as the quick start runs it
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-8000:]
-    from metaflow import Run, namespace
-
-    namespace(None)
-    data = Run(f"AzLLMFlow/{run_id_of(output)}")["end"].task.data
+def test_default_preset_lowers_validation_bpb(demo_run):
+    run, output = demo_run  # no --config: the default preset, as the quick start runs it
+    data = run["end"].task.data
     assert "'demo'" in output
     bpb = {name: scores["validation"] for name, scores in data.arm_bpb.items()}
     print(f"demo validation BPB: {bpb}, chosen {data.chosen_arm}")

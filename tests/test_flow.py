@@ -58,12 +58,9 @@ def test_bad_preset_fails_before_any_step(tmp_path):
     assert "Workflow starting" not in out
 
 
-def test_resume_after_forced_failure_in_a_plain_step(tiny_run):
-    proc = run_flow("--config", "config", str(TINY), "run", env={"AZLLM_FAIL_AT_STEP": "sft_lora"})
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "failing step 'sft_lora' on purpose" in out
-    resumed = run_flow("resume", "--origin-run-id", run_id_of(out))
+def test_resume_after_forced_failure_in_a_plain_step(tiny_run, failed_sft_run):
+    failed_id, _ = failed_sft_run  # failed on purpose in sft_lora (conftest.py)
+    resumed = run_flow("resume", "--origin-run-id", failed_id)
     rout = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, rout[-8000:]
     from metaflow import Run, namespace
@@ -72,7 +69,6 @@ def test_resume_after_forced_failure_in_a_plain_step(tiny_run):
     run = Run(f"AzLLMFlow/{run_id_of(rout)}")
     assert run.successful and run["end"].task.data.chosen_arm
     # steps before the failure were cloned from the failed run, not rerun
-    failed_id = run_id_of(out)
     assert run["prepare_data"].task.metadata_dict.get("origin-run-id") == failed_id
     assert run["prepare_data"].task.metadata_dict.get("origin-task-id"), "prepare_data was not cloned"
 

@@ -1,0 +1,309 @@
+"""`azllm export`: a run's model as one directory any Llama runtime loads (transformers, vLLM,
+TGI, llama.cpp's converter), with its tokenizer, chat template, generation config and model card.
+
+    azllm export --run latest --out /tmp/az-model                  # chosen arm, SFT adapter merged, bf16
+    azllm export --run production --out /tmp/az-prod --push s3://bucket/models/az
+    azllm export --run 1732571234 --arm extend --stage cpt --dtype float32 --out /tmp/az-cpt
+    azllm export --run latest --out /tmp/az-model --gguf          # also model-<dtype>.gguf (llama.cpp)
+
+The SFT adapter is merged with PEFT's `merge_and_unload` in float32, then cast to `--dtype`.
+The directory is written to a temporary sibling and renamed, so it is either complete or absent.
+The flow's `end` step writes the same export as the `export_model` reference (`export_flow_model`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from azllm.model_card import run_tags
+from azllm.runs import PartDirs, RunParts, branch_of, fetch_parts, find_run, run_config, run_parts
+
+DTYPES = ("bfloat16", "float16", "float32")
+STAGES = ("sft", "cpt")
+GGUF_ENV = "AZLLM_GGUF_CONVERTER"
+GGUF_SCRIPT = "convert_hf_to_gguf.py"
+GGUF_OUTTYPE = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
+GGUF_HOWTO = (f"llama.cpp's converter ({GGUF_SCRIPT}) is not installed. Get it with\n"
+              "  git clone https://github.com/ggml-org/llama.cpp\n"
+              "  pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt\n"
+              f"then put llama.cpp on PATH or set {GGUF_ENV}=$PWD/llama.cpp/{GGUF_SCRIPT}, and run the export "
+              "again with --gguf (or convert the exported directory yourself: "
+              f"python {GGUF_SCRIPT} DIR --outfile DIR/model.gguf)")
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    arm: str
+    stage: str
+    """`sft` (CPT model with the adapter merged) or `cpt` (the CPT model alone)."""
+    dtype: str
+    notes: list[str] = field(default_factory=list)
+    """What the user should know, e.g. that a run without SFT was exported as its CPT model."""
+    pushed: list[str] = field(default_factory=list)
+    """s3:// URLs of the uploaded files."""
+
+
+# ---------------------------------------------------------------------------
+# Building the directory
+# ---------------------------------------------------------------------------
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty `out` before any work is done, unless asked to replace it."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; pass a directory path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it, or choose "
+                         "another directory")
+
+
+def merged_model(model_dir: Path, adapter_dir: Path | None, dtype: str):
+    """The CPT model with the LoRA adapter folded into its weights (float32 merge, then `dtype`)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    return model.to(getattr(torch, dtype)).eval()
+
+
+def export_tokenizer(tokenizer_dir: Path):
+    """The arm's tokenizer with Llama 3's chat template (the one SFT trained on)."""
+    from azllm.tokenizer.llama3 import LLAMA3_CHAT_TEMPLATE
+    from azllm.tokenizer.load import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
+    return tokenizer
+
+
+def save_portable_tokenizer(tokenizer, out: Path) -> None:
+    """Save in the layout every transformers >= 4.34 reads, as vLLM and TGI pin older releases than ours:
+    the chat template inside tokenizer_config.json (not transformers 5's chat_template.jinja) and the class
+    named PreTrainedTokenizerFast (transformers 5 calls it TokenizersBackend; both load it)."""
+    tokenizer.save_pretrained(str(out), save_jinja_files=False)
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def generation_config(tokenizer, model_config):
+    """Greedy by default; stop on EOS and on `<|eot_id|>` (the end of an assistant turn)."""
+    from transformers import GenerationConfig
+
+    from azllm.eval.generation import stop_token_ids
+
+    stops = stop_token_ids(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else model_config.bos_token_id
+    return GenerationConfig(bos_token_id=bos, eos_token_id=stops, pad_token_id=pad, do_sample=False)
+
+
+def write_export(dirs: PartDirs, out: Path, *, dtype: str, card: str, overwrite: bool = False,
+                 gguf: bool = False) -> Path:
+    """Merge, save safetensors + tokenizer + generation config + README.md into `out`, atomically."""
+    out = Path(out).resolve()
+    check_out_dir(out, overwrite)
+    converter = require_gguf_converter() if gguf else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        model = merged_model(dirs.model, dirs.adapter, dtype)
+        tokenizer = export_tokenizer(dirs.tokenizer)
+        model.generation_config = generation_config(tokenizer, model.config)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        save_portable_tokenizer(tokenizer, tmp)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        if converter is not None:
+            convert_to_gguf(converter, tmp, dtype)
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"[export] wrote {out} ({', '.join(sorted(p.name for p in out.iterdir()))})", flush=True)
+    return out
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Rename `tmp` to `out`; an existing `out` (checked by `check_out_dir`) is moved aside first."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+# ---------------------------------------------------------------------------
+# GGUF (llama.cpp)
+# ---------------------------------------------------------------------------
+
+
+def find_gguf_converter() -> Path | None:
+    """`$AZLLM_GGUF_CONVERTER` (the script, or a llama.cpp checkout), else the script on PATH."""
+    configured = os.environ.get(GGUF_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        path = path / GGUF_SCRIPT if path.is_dir() else path
+        if not path.is_file():
+            raise ValueError(f"{GGUF_ENV}={configured}: no {GGUF_SCRIPT} there; point it at the script or at a "
+                             "llama.cpp checkout")
+        return path
+    found = shutil.which(GGUF_SCRIPT)
+    return Path(found) if found else None
+
+
+def require_gguf_converter() -> Path:
+    converter = find_gguf_converter()
+    if converter is None:
+        raise ValueError(GGUF_HOWTO)
+    return converter
+
+
+def convert_to_gguf(converter: Path, model_dir: Path, dtype: str) -> Path:
+    """Run llama.cpp's converter on the saved directory: `model-<dtype>.gguf` beside the safetensors."""
+    target = model_dir / f"model-{GGUF_OUTTYPE[dtype]}.gguf"
+    cmd = [sys.executable, str(converter), str(model_dir), "--outfile", str(target), "--outtype", GGUF_OUTTYPE[dtype]]
+    print(f"[export] {' '.join(cmd)}", flush=True)
+    subprocess.run(cmd, check=True)
+    return target
+
+
+# ---------------------------------------------------------------------------
+# S3
+# ---------------------------------------------------------------------------
+
+
+def push_dir(local: Path, url: str) -> list[str]:
+    """Upload every file under `local` to `url` (s3://bucket/prefix) with Metaflow's S3 client, the one
+    its S3 datastore uses (credentials and endpoint as for the flow: AWS_*, METAFLOW_S3_ENDPOINT_URL)."""
+    from metaflow import S3
+
+    if not url.startswith("s3://") or len(url) <= len("s3://"):
+        raise ValueError(f"--push {url!r}: expected s3://bucket/prefix")
+    files = [(str(p.relative_to(local)), str(p)) for p in sorted(local.rglob("*")) if p.is_file()]
+    with S3(s3root=url.rstrip("/") + "/") as s3:
+        urls = [url for _, url in s3.put_files(files)]
+    print(f"[export] pushed {len(urls)} files to {url}", flush=True)
+    return urls
+
+
+# ---------------------------------------------------------------------------
+# From a run
+# ---------------------------------------------------------------------------
+
+
+def choose_stage(parts: RunParts, stage: str | None) -> tuple[str, list[str]]:
+    """`sft` when the arm has an adapter, else `cpt`, with a note saying why."""
+    if stage not in (None, *STAGES):
+        raise ValueError(f"--stage {stage!r}: expected one of {STAGES}")
+    if parts.adapter_ref is not None:
+        return stage or "sft", []
+    run_id = parts.pathspec.split("/")[-1]
+    if parts.arm != parts.chosen_arm:
+        why = f"the SFT adapter was trained on the chosen arm {parts.chosen_arm!r}, not on {parts.arm!r}"
+        fix = f"pass --arm {parts.chosen_arm}"
+    else:
+        why = f"run {parts.pathspec} has no SFT adapter: it stopped before sft_lora finished"
+        fix = f"finish the run: python flows/azllm_flow.py resume --origin-run-id {run_id}"
+    if stage == "sft":
+        raise ValueError(f"--stage sft: {why}; export --stage cpt, or {fix}")
+    return "cpt", [] if stage == "cpt" else [f"exporting the CPT model of arm {parts.arm!r} without SFT: {why}"]
+
+
+def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | None = None,
+               dtype: str = "bfloat16", overwrite: bool = False, push: str | None = None,
+               gguf: bool = False) -> ExportResult:
+    """`azllm export` as a function: find the run, fetch its parts, merge, write the card, push."""
+    from azllm.model_card import model_card
+
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype {dtype!r}: expected one of {DTYPES}")
+    out = Path(out)
+    check_out_dir(out, overwrite)
+    if gguf:
+        require_gguf_converter()
+    run = find_run(run_id)
+    parts = run_parts(run, arm)
+    stage, notes = choose_stage(parts, stage)
+    for note in notes:
+        print(f"[export] {note}", flush=True)
+    dirs = fetch_parts(parts)
+    if stage == "cpt":
+        dirs = PartDirs(model=dirs.model, tokenizer=dirs.tokenizer, adapter=None)
+    card = model_card(parts.data, config=run_config(run), pathspec=run.pathspec, arm=parts.arm, stage=stage,
+                      dtype=dtype, branch=branch_of(run), notes=notes)
+    write_export(dirs, out, dtype=dtype, card=card, overwrite=overwrite, gguf=gguf)
+    result = ExportResult(out_dir=out.resolve(), arm=parts.arm, stage=stage, dtype=dtype, notes=notes)
+    if push:
+        result.pushed = push_dir(result.out_dir, push)
+    return result
+
+
+def export_flow_model(flow: Any, dtype: str = "bfloat16") -> dict:
+    """The `end` step's export: the chosen arm with the adapter merged, stored as a `@model` reference
+    (`export_model`); the run is tagged `azllm.model:<arm>` and `azllm.bpb:<validation BPB>`."""
+    from metaflow import current
+
+    from azllm.config import load_pipeline_config
+    from azllm.flowutil import save_dir
+    from azllm.model_card import model_card
+    from azllm.runs import tag_run
+
+    arm = flow.chosen_arm
+    dirs = PartDirs(model=Path(current.model.load(flow.cpt_models[arm])),
+                    tokenizer=Path(current.model.load(flow.tokenizers[arm])),
+                    adapter=Path(current.model.load(flow.sft_adapter)))
+    card = model_card(flow, config=load_pipeline_config(flow.config).to_dict(),
+                      pathspec=f"{current.flow_name}/{current.run_id}", arm=arm, stage="sft", dtype=dtype,
+                      branch=current.branch_name)
+    with save_dir("export") as tmp:
+        out = write_export(dirs, tmp / "model", dtype=dtype, card=card)
+        ref = current.model.save(str(out), label="export", storage_format="files")
+    tag_run(f"{current.flow_name}/{current.run_id}", run_tags(flow))
+    return ref
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def _export(args: argparse.Namespace) -> int:
+    result = export_run(args.run, Path(args.out), arm=args.arm, stage=args.stage, dtype=args.dtype,
+                        overwrite=args.overwrite, push=args.push, gguf=args.gguf)
+    what = "CPT model + merged SFT adapter" if result.stage == "sft" else "CPT model (no SFT)"
+    print(f"azllm export: {what} of arm {result.arm!r} ({result.dtype}) in {result.out_dir}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("export", help="a run's model as a directory transformers/vLLM/llama.cpp load")
+    p.add_argument("--run", default="latest",
+                   help="AzLLMFlow run id, 'latest' (default: latest successful) or 'production' "
+                        "(latest successful run of the @project production branch)")
+    p.add_argument("--arm", help="CPT arm (default: the run's chosen arm; only it has an SFT adapter)")
+    p.add_argument("--stage", choices=STAGES,
+                   help="sft: CPT model with the LoRA adapter merged (default when there is one); cpt: CPT only")
+    p.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="weights dtype (default bfloat16)")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--push", metavar="S3_URL", help="also upload to s3://bucket/prefix")
+    p.add_argument("--gguf", action="store_true",
+                   help=f"also convert to GGUF with llama.cpp's {GGUF_SCRIPT} (PATH or ${GGUF_ENV})")
+    p.set_defaults(func=_export)

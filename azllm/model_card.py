@@ -1,0 +1,197 @@
+"""The exported model's `README.md`: a Hugging Face model card written from a run's artifacts.
+
+    >>> from azllm.model_card import model_card
+    >>> text = model_card(run["end"].task.data, config=run_config(run), pathspec=run.pathspec,
+    ...                   arm="extend", stage="sft", dtype="bfloat16")
+
+`data` is anything with the flow's artifacts as attributes (the `end` step's `self`, or a
+task's `.data`): `data_stats`, `fertility`, `arm_bpb`, `cpt_metrics`, `sft_metrics`,
+`metrics`, `generations`; the ones a failed run lacks are left out of the card.
+The front matter follows https://huggingface.co/docs/hub/model-cards (license, language,
+base_model, tags), written by hand because it is a handful of plain keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+BASE_MODELS = {"smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
+"""azllm's builtin model names -> (hub id, license)."""
+HUB_LICENSES = {"meta-llama/llama-3.2": "llama3.2", "meta-llama/llama-3.1": "llama3.1",
+                "huggingfacetb/smollm2": "apache-2.0"}
+"""Hub id prefixes (lower case) -> the license the derived model inherits."""
+MAX_GENERATIONS = 6
+USAGE = """## Use
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+DIR = "."  # this directory
+tok = AutoTokenizer.from_pretrained(DIR)
+model = AutoModelForCausalLM.from_pretrained(DIR)
+inputs = tok.apply_chat_template([{"role": "user", "content": "Salam!"}], add_generation_prompt=True,
+                                 return_tensors="pt", return_dict=True)
+out = model.generate(**inputs, max_new_tokens=64)
+print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+
+`generation_config.json` stops at `<|eot_id|>`, the end of an assistant turn. Serve the directory with
+`vllm serve DIR` or TGI; for llama.cpp convert it with `convert_hf_to_gguf.py DIR` (`azllm export --gguf` does).
+"""
+"""How to load the export; tests/test_export.py runs this snippet."""
+
+
+def base_model_id(name: str) -> tuple[str | None, str]:
+    """(hub id or None for a random test model, license) of the preset's `model.name`."""
+    if name in BASE_MODELS:
+        return BASE_MODELS[name]
+    if "/" in name and not name.startswith((".", "/", "~")):
+        license_ = next((lic for prefix, lic in HUB_LICENSES.items() if name.lower().startswith(prefix)), "other")
+        return name, license_
+    return None, "apache-2.0" if name == "tiny-random" else "other"
+
+
+def front_matter(config: dict[str, Any], stage: str) -> str:
+    hub_id, license_ = base_model_id(config["model"]["name"])
+    tags = ["azllm", "azerbaijani", "continued-pretraining", "llama", "metaflow"]
+    tags += ["lora", "sft", "conversational"] if stage == "sft" else []
+    lines = ["---", f"license: {license_}", "language:", "- az", "library_name: transformers",
+             "pipeline_tag: text-generation"]
+    if hub_id:
+        lines.append(f"base_model: {hub_id}")
+    lines += ["tags:", *(f"- {t}" for t in tags), "---"]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table; columns in first-seen order (pandas' `to_markdown` needs tabulate)."""
+    if not rows:
+        return "_none_"
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _get(data: Any, name: str) -> Any:
+    try:
+        return getattr(data, name)
+    except (AttributeError, KeyError):
+        return None
+
+
+def _data_section(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return ""
+    corpus = [{"split": split, **{k: s[k] for k in ("documents", "bytes", "words") if k in s}}
+              for split, s in (stats.get("corpus") or {}).items() if isinstance(s, dict) and "documents" in s]
+    sft = [{"split": split, **{k: v for k, v in s.items() if not isinstance(v, dict | list)}}
+           for split, s in (stats.get("sft") or {}).items() if isinstance(s, dict)]
+    return f"## Data\n\nCPT corpus:\n\n{md_table(corpus)}\n\nSFT chat records:\n\n{md_table(sft)}\n"
+
+
+def _tokenizer_section(config: dict[str, Any], arm: str, fertility: list[dict] | None) -> str:
+    tok = config["tokenizer"]
+    text = (f"## Tokenizer\n\nArm **{arm}** (baseline: the base model's tokenizer; extend: base + "
+            f"{tok.get('extend_num_tokens')} Azerbaijani tokens; replace: a new byte-level BPE of "
+            f"{tok.get('vocab_size')} tokens), Llama 3 special tokens and chat template.\n")
+    if fertility:
+        keep = ("tokenizer", "data", "vocab_size", "fertility", "bytes_per_token", "share_words_3plus_tokens")
+        rows = [{k: row[k] for k in keep if k in row} or row for row in fertility]
+        text += f"\nFertility (tokens per word; lower is better) on the held-out text:\n\n{md_table(rows)}\n"
+    return text
+
+
+def _training_section(config: dict[str, Any], cpt_metrics: dict | None, sft_metrics: dict | None,
+                      stage: str) -> str:
+    cpt = config["cpt"]
+    rows = [{"phase": name, **{k: cpt[name].get(k) for k in ("lr", "max_steps", "warmup_steps",
+                                                               "micro_batch_size")}}
+            for name in ("embeddings", "full")]
+    text = (f"## Training\n\nContinued pre-training, block size {cpt.get('block_size')} tokens, new rows "
+            f"initialised by {cpt.get('init')}; phase 1 trains the embeddings only, phase 2 all parameters:\n\n"
+            f"{md_table(rows)}\n")
+    if cpt_metrics:
+        finals = [{"arm": arm, **{f"{phase} final loss": (m or {}).get("final_loss") for phase, m in by.items()}}
+                  for arm, by in cpt_metrics.items()]
+        text += f"\nFinal training loss per arm:\n\n{md_table(finals)}\n"
+    if stage == "sft":
+        sft, lora = config["sft"], config["sft"]["lora"]
+        text += (f"\nLoRA SFT (TRL, loss on assistant tokens only), merged into the weights: r={lora['rank']}, "
+                 f"alpha={lora['alpha']}, modules {', '.join(lora['target_modules'])}; lr {sft['lr']}, "
+                 f"{sft['max_steps']} steps, max length {sft['max_length']} tokens.\n")
+        if sft_metrics:
+            keep = {k: v for k, v in sft_metrics.items() if k.startswith("eval_assistant_loss") or k == "steps"}
+            text += f"\n{md_table([keep])}\n" if keep else ""
+    return text
+
+
+def _results_section(arm_bpb: dict | None, metrics: dict | None, generations: list | None) -> str:
+    from azllm.tables import metrics_rows
+
+    text = ""
+    if arm_bpb:
+        text += ("## Bits per byte: base vs arms\n\nSame bytes for every model (tokenizer-independent; lower is "
+                 f"better):\n\n{md_table([{'model': k, **v} for k, v in arm_bpb.items()])}\n")
+    if metrics:
+        rows = metrics_rows(metrics)
+        text += f"\n## Evaluation: base vs CPT vs SFT\n\n{md_table(rows)}\n"
+    samples = [g for g in generations or [] if g.get("model") == "sft"][:MAX_GENERATIONS]
+    if samples:
+        text += "\n## Sample generations (greedy, the SFT model)\n\n"
+        text += "".join(f"**{g['prompt']}**\n\n> " + (g["text"].strip() or "(empty)").replace("\n", "\n> ") + "\n\n"
+                        for g in samples)
+    return text
+
+
+def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, stage: str, dtype: str,
+               branch: str | None = None, notes: list[str] | tuple[str, ...] = ()) -> str:
+    """The README.md text of an export of `arm` (stage `sft` = adapter merged, `cpt` = CPT only)."""
+    name = config["model"]["name"]
+    hub_id, _ = base_model_id(name)
+    what = "CPT + LoRA SFT (merged)" if stage == "sft" else "CPT only (no SFT adapter)"
+    parts = [front_matter(config, stage),
+             f"# azllm {config.get('name', '')}: {arm} arm, {what}\n",
+             f"An Azerbaijani adaptation of **{hub_id or name}** made by the azllm pipeline "
+             f"(Metaflow run `{pathspec}`, preset `{config.get('name')}`), saved in {dtype}.\n",
+             *(f"> **Note:** {note}\n" for note in notes),
+             USAGE,
+             f"## Base model\n\n`{name}`" + (f" ([{hub_id}](https://huggingface.co/{hub_id}))" if hub_id else
+                                              " (a seeded random Llama: a test model, not for use)") + "\n",
+             _tokenizer_section(config, arm, _get(data, "fertility")),
+             _data_section(_get(data, "data_stats")),
+             _training_section(config, _get(data, "cpt_metrics"), _get(data, "sft_metrics"), stage),
+             _results_section(_get(data, "arm_bpb"), _get(data, "metrics"), _get(data, "generations")),
+             f"## Provenance\n\nMetaflow pathspec `{pathspec}`; read it with "
+             f"`metaflow.Run(\"{pathspec}\")`" + (f", project `azllm`, branch `{branch}`" if branch else "")
+             + f". Chosen arm of the run: `{_get(data, 'chosen_arm')}`.\n"]
+    return "\n".join(p for p in parts if p)
+
+
+def run_tags(flow: Any) -> list[str]:
+    """`azllm.model:<arm>` and `azllm.bpb:<chosen arm's validation BPB>` (4 decimals)."""
+    tags = [f"azllm.model:{flow.chosen_arm}"]
+    bpb = (flow.arm_bpb.get(flow.chosen_arm) or {}).get("validation")
+    if bpb is not None:
+        tags.append(f"azllm.bpb:{bpb:.4f}")
+    return tags
+
+
+def export_markdown(run_id: str, flow: Any) -> str:
+    """A few Markdown lines for the summary card or a notebook: what was exported and how to get it."""
+    tags = ", ".join(f"`{t}`" for t in run_tags(flow))
+    return (f"## Exported model\nThe chosen arm **{flow.chosen_arm}** with the SFT adapter merged (bf16, model "
+            f"card included) is the `export_model` reference; run tags {tags}.\n"
+            f"`azllm export --run {run_id} --out DIR` writes it again (`--dtype`, `--arm`, `--stage`, `--push "
+            "s3://...`, `--gguf`); `azllm export --run production` takes the latest production-branch run.")
