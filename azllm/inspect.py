@@ -62,11 +62,16 @@ def list_runs(flow: str = FLOW_NAME, limit: int = 20) -> pd.DataFrame:
 
 
 def get_run(run_id: str | None = None, flow: str = FLOW_NAME):
-    """The run `run_id`, else $AZLLM_RUN_ID, else the latest successful run of `flow`."""
+    """The run `run_id` (an id, or `production`: the latest successful run of the production
+    branch), else $AZLLM_RUN_ID, else the latest successful run of `flow`."""
     from metaflow import Flow, Run, namespace
+
+    from azllm.runs import latest_production_run
 
     namespace(None)
     run_id = run_id or os.environ.get(RUN_ID_ENV)
+    if run_id == "production":
+        return latest_production_run()
     if run_id:
         return Run(f"{flow}/{run_id}")
     run = Flow(flow).latest_successful_run

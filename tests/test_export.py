@@ -143,6 +143,9 @@ def test_branches_are_separate_namespaces(tiny_run, failed_sft_run):
     test_branch = f"test.{FAILED_RUN_BRANCH}"
     assert branch_of(prod) == "prod" and "project:azllm" in prod.tags
     assert latest_production_run().id == prod.id
+    from azllm.inspect import get_run  # the notebook's way in
+
+    assert get_run("production").id == prod.id
     assert [r.id for r in runs_in_branch(test_branch)][:1] == [failed_id]
     assert prod.id not in {r.id for r in runs_in_branch(test_branch)}
     assert failed_id not in {r.id for r in runs_in_branch("prod")}
