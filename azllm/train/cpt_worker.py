@@ -98,7 +98,7 @@ def train(spec: PhaseSpec) -> None:
     rank, world_size = dist.get_rank(), dist.get_world_size()
     nnodes = world_size // int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     master = rank == 0
-    writer, registrar = None, checkpointing.MetaflowRegistrar()
+    writer, registrar, finished = None, checkpointing.MetaflowRegistrar(), False
     try:
         torch.manual_seed(spec.seed)
         np.random.seed(spec.seed)
@@ -269,11 +269,30 @@ def train(spec: PhaseSpec) -> None:
                 append_record(metrics_path, {"event": "export", "out_dir": str(out_dir)})
                 print(f"[cpt] exported {out_dir}", flush=True)
         dist.barrier()
+        finished = True
     finally:
         registrar.close()  # the last upload ends here, with no rank inside a collective
         if writer is not None:
             writer.close()
+        if finished:
+            leave_together(rank)
         dist.destroy_process_group()
+
+
+def leave_together(rank: int) -> None:
+    """Every rank leaves once rank 0's last upload is done, and at the same moment.
+
+    Rank 0 may still be registering the final checkpoint after the last barrier. The other ranks
+    wait for it on the rendezvous store, which is no collective (no watchdog to outlast), then
+    all meet in one barrier: a gloo rank that destroys its group while a peer is still connected
+    can abort at exit ("terminate called without an active exception", seen once in CI).
+    """
+    store = dist.distributed_c10d._get_default_store()
+    if rank == 0:
+        store.set("azllm/uploads_done", "1")
+    else:
+        store.wait(["azllm/uploads_done"], timedelta(hours=24))  # rank 0 dying ends the job anyway
+    dist.barrier()
 
 
 def main(argv: list[str] | None = None) -> None:
