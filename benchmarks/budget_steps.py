@@ -22,7 +22,7 @@ from azllm.config import load_pipeline_config
 from azllm.data.packing import pack_corpus
 from azllm.model.load import materialize_base_model
 from azllm.tokenizer.stage import run_tokenizer_stage
-from azllm.train.budget import corpus_utf8_bytes, plan_phase
+from azllm.train.budget import plan_phase
 
 
 def main() -> None:
@@ -42,7 +42,9 @@ def main() -> None:
         return pack_corpus(args.corpus, tokenizer_dir, block_size=cpt.block_size, num_proc=cpt.tokenize_num_proc,
                            cache_root=work / "packed").num_tokens
 
-    corpus_bytes, reference = corpus_utf8_bytes(args.corpus), tokens(materialize_base_model(cfg.model))
+    base_packed = pack_corpus(args.corpus, materialize_base_model(cfg.model), block_size=cpt.block_size,
+                              num_proc=cpt.tokenize_num_proc, cache_root=work / "packed")
+    corpus_bytes, reference = base_packed.num_bytes, base_packed.num_tokens
     for arm, tokenizer_dir in stage.arm_tokenizers.items():
         arm_tokens = tokens(tokenizer_dir)
         row = {"preset": cfg.name, "arm": arm, "corpus_bytes": corpus_bytes, "tokens": arm_tokens,

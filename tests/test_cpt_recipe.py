@@ -30,7 +30,7 @@ from azllm.config import (
     parse_config_text,
 )
 from azllm.train.arms import train_embeddings_phase, train_full_phase
-from azllm.train.budget import corpus_utf8_bytes, plan_phase
+from azllm.train.budget import plan_phase
 from azllm.train.launcher import run_cpt_phase
 from azllm.train.metrics import read_metrics_records
 from azllm.train.parallelize import freeze_for_phase
@@ -237,4 +237,8 @@ def test_steps_and_tokens_budgets_keep_the_configured_steps(recipe_models):
         assert plan.seen(64)["bytes_seen"] == 320
     plan = plan_phase(train, "bytes", corpus_bytes=1000, arm_tokens=100, reference_tokens=300)
     assert (plan.steps, plan.warmup_steps) == (3, 1)  # 8 x 1/3 = 2.67 -> 3; warm-up 2/3 -> 1
-    assert corpus_utf8_bytes(recipe_models["data"] / "train.jsonl") == sum(len(t.encode()) for t in TEXTS)
+    from azllm.data.packing import pack_corpus
+
+    packed = pack_corpus(recipe_models["data"] / "train.jsonl", recipe_models["deep"], block_size=BLOCK_SIZE,
+                         cache_root=recipe_models["blocks"].parent.parent)
+    assert packed.num_bytes == sum(len(t.encode()) for t in TEXTS)  # the packer counts the budget's bytes

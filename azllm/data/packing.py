@@ -59,6 +59,9 @@ class PackedData:
     """Tokens produced by tokenization (documents + one EOS each), before cutting."""
     num_documents: int
     """Non-empty documents packed."""
+    num_bytes: int
+    """UTF-8 bytes of those documents (the EOS added after each has none): what bytes-per-token
+    and the `bytes` CPT budget divide by."""
     tokens_dropped: int
     """The tail remainder that did not fill a block: num_tokens - num_blocks * block_size."""
     eos_token_id: int
@@ -114,7 +117,8 @@ def _tokenize_batch(batch: dict, *, tokenizer_dir: str, text_field: str, eos_id:
     texts = [t for t in batch[text_field] if isinstance(t, str) and t.strip()]
     ids = _tokenizer(tokenizer_dir)(texts, add_special_tokens=False)["input_ids"] if texts else []
     ids = [doc + [eos_id] for doc in ids]
-    return {"input_ids": ids, "num_tokens": [len(doc) for doc in ids]}
+    return {"input_ids": ids, "num_tokens": [len(doc) for doc in ids],
+            "num_bytes": [len(t.encode("utf-8")) for t in texts]}
 
 
 def _loader_for(path: Path) -> str:
@@ -149,11 +153,13 @@ def pack_corpus(texts_path: Path, tokenizer_dir: Path, *, block_size: int, num_p
     root = Path(cache_root) if cache_root is not None else cache_dir() / "packed"
     target = root / f"{texts_path.name.split('.')[0]}-bs{block_size}-{key}"
     meta_file = target / "meta.json"
+    known = {f.name for f in fields(PackedData)} - {"path", "from_cache"}
     if meta_file.is_file() and (target / "blocks.npy").is_file():
         meta = json.loads(meta_file.read_text())
-        known = {f.name for f in fields(PackedData)} - {"path", "from_cache"}
-        return PackedData(**{k: v for k, v in meta.items() if k in known}, path=target / "blocks.npy",
-                          from_cache=True)
+        if known <= set(meta):  # a cache written before a field was added is packed again
+            return PackedData(**{k: v for k, v in meta.items() if k in known}, path=target / "blocks.npy",
+                              from_cache=True)
+        shutil.rmtree(target, ignore_errors=True)
 
     tokenizer = _tokenizer(str(tokenizer_dir))
     eos_id = tokenizer.eos_token_id
@@ -191,6 +197,7 @@ def _pack_into(out_dir: Path, texts_path: Path, loader: str, tokenizer_dir: str,
                 fn_kwargs={"tokenizer_dir": tokenizer_dir, "text_field": text_field, "eos_id": eos_id})
     num_documents = len(ds)
     num_tokens = int(np.sum(ds["num_tokens"], dtype=np.int64)) if num_documents else 0
+    num_bytes = int(np.sum(ds["num_bytes"], dtype=np.int64)) if num_documents else 0
     num_blocks = num_tokens // block_size
     if num_blocks == 0:
         raise ValueError(f"{texts_path}: {num_tokens} tokens ({num_documents} documents, EOS included) is "
@@ -214,7 +221,8 @@ def _pack_into(out_dir: Path, texts_path: Path, loader: str, tokenizer_dir: str,
     shutil.rmtree(hf_cache, ignore_errors=True)
 
     meta = {"num_blocks": num_blocks, "block_size": block_size, "num_tokens": num_tokens,
-            "num_documents": num_documents, "tokens_dropped": num_tokens - num_blocks * block_size,
+            "num_documents": num_documents, "num_bytes": num_bytes,
+            "tokens_dropped": num_tokens - num_blocks * block_size,
             "eos_token_id": eos_id}
     (out_dir / "meta.json").write_text(json.dumps(
         {**meta, "source": str(texts_path), "tokenizer_dir": tokenizer_dir,

@@ -55,11 +55,12 @@ def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequ
 
     out_dir = Path(out_dir)
     train_path = Path(train_path)
-    num_docs = sum(1 for _ in sample_texts(train_path, cfg.sample_mb, show_progress=False))
     sizes = sorted({cfg.vocab_size, *cfg.sweep})
+    # Progress is the sample's own bar (bytes of train.jsonl read); the BPE trainer's is off, so
+    # no extra pass counts documents for it.
     trained = {t.requested_vocab_size: t for t in train_sweep(
         lambda: sample_texts(train_path, cfg.sample_mb), sizes, min_frequency=cfg.min_frequency,
-        out_dir=out_dir, show_progress=False, length=num_docs)}
+        out_dir=out_dir, show_progress=False)}
     main = trained[cfg.vocab_size]
     new = load_tokenizer(main.path)
     base = load_tokenizer(base_tokenizer)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from azllm.config import CptConfig, ModelConfig, PipelineConfig
-from azllm.train.budget import PhaseBudget, corpus_utf8_bytes, plan_phase
+from azllm.train.budget import PhaseBudget, plan_phase
 from azllm.train.launcher import TorchrunLayout, check_outer_layers, run_cpt_phase, training_processes_per_node
 from azllm.train.metrics import METRICS_FILE
 
@@ -56,7 +56,8 @@ def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Pa
 
     packed = pack_corpus(data_dir / "train.jsonl", model_dir, block_size=cfg.cpt.block_size,
                          num_proc=cfg.cpt.tokenize_num_proc)
-    budget = phase_budget(cfg, phase, train_path=data_dir / "train.jsonl", arm_tokens=packed.num_tokens)
+    budget = phase_budget(cfg, phase, train_path=data_dir / "train.jsonl", arm_tokens=packed.num_tokens,
+                          corpus_bytes=packed.num_bytes)
     print(budget.describe(phase), flush=True)
     cpt_cfg = dataclasses.replace(cfg.cpt, **{phase: budget.apply(getattr(cfg.cpt, phase))})
     if layout is None:  # one node, processes from the hardware
@@ -70,7 +71,8 @@ def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Pa
     return ArmPhaseResult(model_dir=result.model_dir, metrics=metrics, tensorboard_dir=result.tensorboard_dir)
 
 
-def phase_budget(cfg: PipelineConfig, phase: str, *, train_path: Path, arm_tokens: int) -> PhaseBudget:
+def phase_budget(cfg: PipelineConfig, phase: str, *, train_path: Path, arm_tokens: int,
+                 corpus_bytes: int) -> PhaseBudget:
     """This arm's steps for `phase` under `[cpt] budget` (azllm.train.budget). For `bytes` the
     corpus is also packed with the base model's tokenizer, the baseline arm's (cached by
     pack_corpus, so once per host and corpus)."""
@@ -82,7 +84,7 @@ def phase_budget(cfg: PipelineConfig, phase: str, *, train_path: Path, arm_token
         reference = pack_corpus(train_path, materialize_base_model(cfg.model), block_size=cfg.cpt.block_size,
                                 num_proc=cfg.cpt.tokenize_num_proc)
         reference_tokens = reference.num_tokens
-    return plan_phase(getattr(cfg.cpt, phase), cfg.cpt.budget, corpus_bytes=corpus_utf8_bytes(train_path),
+    return plan_phase(getattr(cfg.cpt, phase), cfg.cpt.budget, corpus_bytes=corpus_bytes,
                       arm_tokens=arm_tokens, reference_tokens=reference_tokens)
 
 

@@ -26,27 +26,10 @@ over the corpus (blocks are drawn at random, so a run's blocks may hold a little
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from azllm.config import PhaseConfig
-
-
-def corpus_utf8_bytes(texts_path: str | Path, text_field: str = "text") -> int:
-    """UTF-8 bytes of the documents ``pack_corpus`` packs from a JSON-lines file (non-blank
-    strings in ``text_field``; the EOS it adds has no bytes). Counted here because the packer
-    records tokens only."""
-    total = 0
-    with open(texts_path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            text = json.loads(line).get(text_field)
-            if isinstance(text, str) and text.strip():
-                total += len(text.encode("utf-8"))
-    return total
 
 
 @dataclass(frozen=True, kw_only=True)
