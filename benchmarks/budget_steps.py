@@ -13,8 +13,10 @@ CPU only, no training; the demo preset takes ~10 s, smollm2 on az_corpus ~3 minu
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -33,6 +35,7 @@ def main() -> None:
     cfg = load_pipeline_config(args.config)
     cpt = cfg.cpt
     work = Path(tempfile.mkdtemp(prefix="budget-steps-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # models and blocks: GBs
     stage = run_tokenizer_stage(dataclasses.replace(cfg.tokenizer, sweep=()),
                                 base_tokenizer=cfg.model.tokenizer or cfg.model.name, arms=cpt.arms,
                                 train_path=args.corpus, eval_paths={"corpus": args.corpus},

@@ -16,9 +16,11 @@ Prints one JSON line per rank.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = resolve_model_dir(args.model)
     config = AutoConfig.from_pretrained(model_dir)
     work = Path(tempfile.mkdtemp(prefix="startup-mem-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # models and blocks: GBs
     blocks = work / "blocks.npy"
     np.save(blocks, np.random.default_rng(0).integers(0, config.vocab_size, (8 * args.nproc, SEQ), dtype=np.int32))
     spec = {"phase": "full", "train": {"max_steps": 1, "micro_batch_size": 1, "lr": 1e-5},

@@ -5,7 +5,9 @@ Real data lives in ../shared/data beside the repository (never copied into it).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,8 +21,12 @@ os.environ.setdefault("AZLLM_CACHE", str(REPO_ROOT / ".cache" / "azllm"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("METAFLOW_USER", "azllm-tests")
-# Flow runs made by the tests go to a throwaway local datastore, not the repo's .metaflow.
-os.environ.setdefault("METAFLOW_DATASTORE_SYSROOT_LOCAL", tempfile.mkdtemp(prefix="azllm-mf-"))
+# Flow runs made by the tests go to a throwaway local datastore, not the repo's .metaflow; it is
+# removed when the session ends (a suite writes ~10 GB of checkpoints and models into it).
+if "METAFLOW_DATASTORE_SYSROOT_LOCAL" not in os.environ:
+    _DATASTORE = tempfile.mkdtemp(prefix="azllm-mf-")
+    os.environ["METAFLOW_DATASTORE_SYSROOT_LOCAL"] = _DATASTORE
+    atexit.register(shutil.rmtree, _DATASTORE, ignore_errors=True)
 os.environ.setdefault("METAFLOW_DEFAULT_DATASTORE", "local")
 os.environ.setdefault("METAFLOW_DEFAULT_METADATA", "local")
 

@@ -182,6 +182,27 @@ def test_resume_continues_at_next_step_and_matches_uninterrupted(full_runs):
         torch.testing.assert_close(w_resumed[name], t, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_embeddings_checkpoints_hold_no_frozen_weights_and_resume_exactly(tiny_base, tmp_path):
+    """Phase 1 saves only what trains (DCP ignore_frozen_params); a resume rebuilds the frozen body
+    from the initial model and ends on the same weights as an uninterrupted run."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    train = {"max_steps": 6, "save_every_steps": 3}
+    straight = _run(tiny_base, tmp_path, "embeddings", model="untied", work="straight", **train)
+    with pytest.raises(WorkerError, match="injected failure"):
+        run_cpt_phase(_cpt("embeddings", **train), phase="embeddings", model_dir=tiny_base["untied"],
+                      blocks_path=tiny_base["blocks"], out_dir=tmp_path / "resumed-out",
+                      work_dir=tmp_path / "resumed", nproc_per_node=2, fail_after_step=3)
+    saved = FileSystemReader(str(tmp_path / "resumed" / "checkpoints" / "step-000003")).read_metadata()
+    model_keys = {k.removeprefix("model.") for k in saved.state_dict_metadata if k.startswith("model.")}
+    assert model_keys == {"model.embed_tokens.weight", "lm_head.weight"}, model_keys
+    resumed = _run(tiny_base, tmp_path, "embeddings", model="untied", work="resumed", **train)
+    assert resumed.metrics["resumed_at_steps"] == [4]
+    w_straight, w_resumed = _weights(straight.model_dir), _weights(resumed.model_dir)
+    for name, t in w_straight.items():
+        torch.testing.assert_close(w_resumed[name], t, rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_missing_inputs_fail_clearly(tiny_base, tmp_path):
     with pytest.raises(FileNotFoundError, match="pack_corpus"):
         run_cpt_phase(_cpt("full"), phase="full", model_dir=tiny_base["tied"],

@@ -118,6 +118,18 @@ def agreed_latest_checkpoint(checkpoint_dir: str | Path, device: torch.device | 
     return found
 
 
+def _state_options():
+    """Frozen parameters stay out of checkpoints (DCP's ``ignore_frozen_params``).
+
+    Phase 1 freezes the transformer body: its weights never change, and a resume rebuilds them
+    from the same initial model before loading, so only embeddings, head and optimizer are
+    written: 2.2x smaller for SmolLM2-135M, and the 1B body is not rewritten every save.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(ignore_frozen_params=True)
+
+
 def _rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
@@ -174,7 +186,7 @@ def save_checkpoint(checkpoint_dir: str | Path, step: int, *, model: torch.nn.Mo
     _barrier()
     tmp.mkdir(parents=True, exist_ok=True)  # another node's own disk, without a shared filesystem
 
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=_state_options())
     dcp_save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
     torch.save(_rng_state(), tmp / f"rng-rank{rank:05d}.pt")
     if rank == 0:
@@ -219,17 +231,18 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module,
     from rank 0's file for ranks that have none.
     """
     from torch.distributed.checkpoint import load as dcp_load
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
     path = Path(path)
     missing = missing_files(path) if (path / COMPLETE_MARKER).is_file() else [COMPLETE_MARKER]
     if missing:
         raise FileNotFoundError(f"{path} is not a complete checkpoint (missing {missing[:5]}); "
                                 "resume from latest_checkpoint(), which skips incomplete ones")
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=_state_options())
     state = {"model": model_sd, "optim": optim_sd}
-    dcp_load(state, checkpoint_id=str(path))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    dcp_load(state, checkpoint_id=str(path))  # raises on a trainable key the checkpoint lacks
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                   options=StateDictOptions(ignore_frozen_params=True, strict=False))
 
     rng_file = path / f"rng-rank{_rank():05d}.pt"
     if not rng_file.is_file():
