@@ -123,6 +123,9 @@ def _save(tok: Tokenizer, *, requested: int, out_dir: Path, what: str) -> Traine
     add_llama3_specials(tok)
     reached = tok.get_vocab_size()
     out_dir = Path(out_dir)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "tokenizer.json").is_file():
+        raise ValueError(f"{out_dir} exists and holds something other than a tokenizer; "
+                         "give an empty or new directory (a tokenizer directory is replaced)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     wrap_llama3_style(tok).save_pretrained(str(tmp))
