@@ -14,12 +14,13 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
 
-from azllm.config import TokenizerConfig
+from azllm.config import ConfigError, TokenizerConfig
 from azllm.plots import plot_fertility
 from azllm.tokenizer import cli
 from azllm.tokenizer.load import load_tokenizer
 from azllm.tokenizer.metrics import (
     CONTEXT_TOKENS,
+    cap_texts,
     fertility_table,
     tokenizer_metrics,
 )
@@ -79,6 +80,16 @@ def test_fertility_table_and_chart(gpt2_dir, tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 1000
 
 
+def test_cap_texts_stops_at_the_budget():
+    texts = ["ə" * 300_000, "b" * 500_000, "c" * 10]  # 0.6 MB, 0.5 MB, 10 bytes
+    assert cap_texts(iter(texts), 1.0) == (texts[:1], True)
+    assert cap_texts(texts, 0) == (texts, False)
+    assert cap_texts(texts, 0.1) == (texts[:1], True)  # at least one document
+    assert cap_texts(texts, 2.0) == (texts, False)
+    with pytest.raises(ConfigError, match="fertility_max_mb must be >= 0"):
+        TokenizerConfig(fertility_max_mb=-1)
+
+
 def test_load_errors_name_the_path(tmp_path):
     with pytest.raises(ValueError, match=r"tokenizer directory /no/such/tokenizer does not exist"):
         load_tokenizer("/no/such/tokenizer")
@@ -98,7 +109,7 @@ def test_llama_aliases_load_the_same_tokenizer():
 
 def test_run_tokenizer_stage(small_files, gpt2_dir, tmp_path):
     cfg = TokenizerConfig(vocab_size=1200, sweep=(800,), min_frequency=2, reference="llama-3.2",
-                          extend_num_tokens=100)
+                          extend_num_tokens=100, fertility_max_mb=0.1)
     res = run_tokenizer_stage(cfg, base_tokenizer=str(gpt2_dir), arms=("baseline", "extend", "replace"),
                               train_path=small_files / "train.jsonl",
                               eval_paths={"other_domain": small_files / "other.jsonl",
@@ -116,6 +127,11 @@ def test_run_tokenizer_stage(small_files, gpt2_dir, tmp_path):
     fert = {(r["tokenizer"], r["data"]): r["fertility"] for r in res.table}
     assert fert[("bbpe-1200", "train")] < fert[("bbpe-800", "train")]
     assert (tmp_path / "stage" / "fertility.csv").is_file()
+    # the train file (~0.3 MB) is cut at fertility_max_mb=0.1, the other-domain one (40 documents) is not
+    sample = {r["data"]: (r["documents"], r["bytes"], r["capped"]) for r in res.table}
+    num_train = len((small_files / "train.jsonl").read_text(encoding="utf-8").splitlines())
+    assert sample["other_domain"] == (40, sample["other_domain"][1], False)
+    assert sample["train"][0] < num_train and sample["train"][1] <= 100_000 and sample["train"][2] is True
     assert json.loads((tmp_path / "stage" / "fertility.json").read_text()) == res.table
 
 

@@ -98,10 +98,24 @@ def test_sweep_one_directory_per_size(corpus, tmp_path):
     results = train_sweep(factory, [900, 600], out_dir=tmp_path, show_progress=False)
     assert [r.requested_vocab_size for r in results] == [600, 900]
     assert [r.path.name for r in results] == ["bbpe-600", "bbpe-900"]
-    assert len(calls) == 2
+    assert len(calls) == 1  # one training at 900; 600 is cut from it (test_tokenizer_truncate.py)
     small, big = (AutoTokenizer.from_pretrained(str(r.path)) for r in results)
     text = corpus[0][:2000]
     assert len(big.encode(text)) < len(small.encode(text))
+
+
+def test_retraining_replaces_a_tokenizer_but_not_other_files(tmp_path):
+    first = train_tokenizer(["salam dünya"] * 50, vocab_size=600, out_dir=tmp_path / "t", show_progress=False)
+    before = AutoTokenizer.from_pretrained(str(first.path)).get_vocab()
+    again = train_tokenizer(["bir iki beş"] * 50, vocab_size=600, out_dir=first.path, show_progress=False)
+    after = AutoTokenizer.from_pretrained(str(again.path)).get_vocab()
+    assert "Ġiki" in after and "Ġiki" not in before and "salam" not in after
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no temporary directory left behind
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="holds something other than a tokenizer"):
+        train_tokenizer(["salam"] * 50, vocab_size=600, out_dir=tmp_path / "other", show_progress=False)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "keep me"
 
 
 def test_empty_corpus_is_an_error(tmp_path):

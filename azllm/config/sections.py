@@ -48,6 +48,10 @@ class TokenizerConfig:
     sample_mb: float = 2000.0
     """The BPE trains on at most this many MB of distinct training documents, sampled by hash at
     the same rate for every source (azllm.tokenizer.train.sample_texts); 0 = all."""
+    fertility_max_mb: float = 10.0
+    """The fertility table measures each evaluation file on its first documents up to this many MB of
+    text (its `documents` and `bytes` columns say how much, `capped` whether the cap cut the file), so
+    a large validation set does not cost every candidate tokenizer a full pass; 0 = the whole file."""
 
     def __post_init__(self) -> None:
         if self.vocab_size < 513:
@@ -63,6 +67,9 @@ class TokenizerConfig:
             raise ConfigError(f"[tokenizer] extend_num_tokens must be >= 0, got {self.extend_num_tokens}")
         if self.sample_mb < 0:
             raise ConfigError(f"[tokenizer] sample_mb must be >= 0 (0 = every document), got {self.sample_mb}")
+        if self.fertility_max_mb < 0:
+            raise ConfigError(f"[tokenizer] fertility_max_mb must be >= 0 (0 = the whole evaluation file), "
+                              f"got {self.fertility_max_mb}")
 
 
 @dataclass(frozen=True, kw_only=True)

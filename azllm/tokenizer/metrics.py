@@ -87,6 +87,21 @@ def tokenizer_metrics(tokenizer: Any, texts: Iterable[str]) -> dict[str, float |
     }
 
 
+def cap_texts(texts: Iterable[str], max_mb: float) -> tuple[list[str], bool]:
+    """The first documents of `texts` up to `max_mb` MB of UTF-8 (at least one), and whether the
+    cap cut anything (`[tokenizer] fertility_max_mb`); stops reading at the cap. 0 = all of them."""
+    out: list[str] = []
+    budget = max_mb * 1e6
+    used = 0
+    for text in texts:
+        size = len(text.encode("utf-8"))
+        if max_mb > 0 and out and used + size > budget:
+            return out, True
+        out.append(text)
+        used += size
+    return out, False
+
+
 def fertility_table(tokenizers: dict[str, Any], texts: Sequence[str]):
     """One row per tokenizer (index `tokenizer`), columns from `tokenizer_metrics`."""
     import pandas as pd

@@ -8,7 +8,9 @@
     >>> res.arm_tokenizers["extend"]
 
 Layout of `out_dir`: `bbpe-{size}/` per trained size, `arms/{arm}/` per arm,
-`fertility.csv` and `fertility.json` (the card draws the chart from the table: `azllm.plots`).
+`fertility.csv` and `fertility.json` (the card draws the chart from the table: `azllm.plots`),
+measured on each evaluation file's first `cfg.fertility_max_mb` MB (`documents`, `bytes` and
+`capped` columns say on how much).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from azllm.config import TokenizerConfig
 from azllm.tokenizer.load import load_tokenizer
-from azllm.tokenizer.metrics import fertility_table
+from azllm.tokenizer.metrics import cap_texts, fertility_table
 from azllm.tokenizer.strategies import build_arm_tokenizer
 from azllm.tokenizer.train import sample_texts, train_sweep
 
@@ -56,8 +58,9 @@ def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequ
     out_dir = Path(out_dir)
     train_path = Path(train_path)
     sizes = sorted({cfg.vocab_size, *cfg.sweep})
-    # Progress is the sample's own bar (bytes of train.jsonl read); the BPE trainer's is off, so
-    # no extra pass counts documents for it.
+    # One training at the largest size, the others cut from it (train_sweep). Progress is the
+    # sample's own bar (bytes of train.jsonl read); the BPE trainer's is off, so no extra pass
+    # counts documents for it.
     trained = {t.requested_vocab_size: t for t in train_sweep(
         lambda: sample_texts(train_path, cfg.sample_mb), sizes, min_frequency=cfg.min_frequency,
         out_dir=out_dir, show_progress=False)}
@@ -79,8 +82,13 @@ def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequ
             candidates[f"arm:{arm}"] = load_tokenizer(d)
     frames = []
     for data_name, path in eval_paths.items():
-        df = fertility_table(candidates, list(read_jsonl_texts(path)))
+        texts, capped = cap_texts(read_jsonl_texts(path), cfg.fertility_max_mb)
+        log.info("fertility on %s: %d documents, %.2f MB%s", data_name, len(texts),
+                 sum(len(t.encode("utf-8")) for t in texts) / 1e6,
+                 f" (capped at fertility_max_mb={cfg.fertility_max_mb:g})" if capped else " (the whole file)")
+        df = fertility_table(candidates, texts)
         df.insert(1, "data", data_name)
+        df["capped"] = capped
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
     table.to_csv(out_dir / "fertility.csv", index=False)
