@@ -298,11 +298,14 @@ def live_training_card(card: Any, metrics_path: Path, *, max_steps: int, title: 
     """
     from azllm.train.metrics import read_metrics_records, step_history
 
-    bar = ProgressBar(max=max(max_steps, 1), label=f"{title}: optimizer steps", value=0)
+    def progress(steps: int) -> ProgressBar:
+        return ProgressBar(max=max(steps, 1), label=f"{title}: optimizer steps", value=0)
+
+    live = {"max_steps": max_steps, "bar": progress(max_steps)}
     text = Markdown(f"# {title}\nwaiting for the first logged step…")
     chart = Image.from_matplotlib(plots.plot_message("waiting for the first logged step"), label="live loss",
                                   disable_updates=False)
-    card.extend([text, bar, chart])
+    card.extend([text, live["bar"], chart])
     card.refresh()
     stop = threading.Event()
 
@@ -315,12 +318,24 @@ def live_training_card(card: Any, metrics_path: Path, *, max_steps: int, title: 
                 print(f"[azllm] live card for {title} stopped updating: {exc!r}", flush=True)
                 return
 
+    def follow_plan(records: list[dict]) -> None:
+        """The workers' own step count (their start record) replaces the configured one: under
+        `[cpt] budget = "tokens"|"bytes"` the phase runs the steps the budget derives."""
+        planned = next((r["max_steps"] for r in reversed(records) if r.get("event") == "start"
+                        and r.get("max_steps")), live["max_steps"])
+        if planned != live["max_steps"]:
+            live["max_steps"], live["bar"] = planned, progress(planned)
+            card.clear()
+            card.extend([text, live["bar"], chart])
+
     def redraw(seen: int) -> int:
-        history = step_history(read_metrics_records(metrics_path))
+        records = read_metrics_records(metrics_path)
+        follow_plan(records)
+        history = step_history(records)
         if len(history) > seen:
             last = history[-1]
-            bar.update(int(last["step"]), metadata=f"{last.get('tokens_per_s', 0):,.0f} tokens/s")
-            text.update(f"# {title}\nstep {last['step']}/{max_steps}: loss {last['loss']:.4f}, "
+            live["bar"].update(int(last["step"]), metadata=f"{last.get('tokens_per_s', 0):,.0f} tokens/s")
+            text.update(f"# {title}\nstep {last['step']}/{live['max_steps']}: loss {last['loss']:.4f}, "
                         f"lr {last.get('lr', 0):.2e}, peak memory {last.get('peak_mem_gib', 0):.2f} GiB")
             chart.update(plots.plot_live_loss(history))
             card.refresh()

@@ -198,12 +198,14 @@ def test_live_training_card_follows_the_metrics_file(tmp_path: Path):
 
     metrics, card = tmp_path / "metrics.jsonl", _FakeCard()
     with live_training_card(card, metrics, max_steps=3, title="extend: phase 2", every_s=0.05):
-        bar = card[1]
-        metrics.write_text(json.dumps({"event": "start"}) + "\n"
+        assert card[1].render()["max"] == 3  # the configured steps, until the workers say otherwise
+        # the workers planned 7 steps (a token or byte budget): the bar follows their start record
+        metrics.write_text(json.dumps({"event": "start", "max_steps": 7}) + "\n"
                            + "".join(json.dumps(h) + "\n" for h in HISTORY[:2]) + '{"step": 3, "lo', encoding="utf-8")
         deadline = time.monotonic() + 10
-        while bar.render()["value"] != 2 and time.monotonic() < deadline:
+        while card[1].render()["value"] != 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert bar.render()["value"] == 2  # the half-written line is skipped
-        assert "loss 8.0000" in card[0].render()["source"]
+        assert card[1].render()["value"] == 2  # the half-written line is skipped
+        assert card[1].render()["max"] == 7 and len(card) == 3
+        assert "loss 8.0000" in card[0].render()["source"] and "/7:" in card[0].render()["source"]
     assert card.refreshes >= 2 and len(card) == 0
