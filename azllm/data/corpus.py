@@ -41,8 +41,8 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from azllm.config import DataConfig, cache_dir, resolve_path
-from azllm.data.mix import Survivors, copies_for, dedup_shards, read_line, split_validation, train_order, unit_hash
 from azllm.data.groups import export_group, load_group, load_groups, split_groups
+from azllm.data.mix import Survivors, copies_for, dedup_shards, read_line, split_validation, train_order, unit_hash
 from azllm.data.readers import DataError
 from azllm.data.shard_worker import process_shard
 from azllm.data.shards import Shard, available_cpus, plan_shards, run_shards

@@ -22,8 +22,8 @@ import json
 import os
 import shutil
 from bisect import bisect_left
-from itertools import accumulate
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
