@@ -148,7 +148,7 @@ def generations_components(generations: list[dict[str, Any]]) -> list:
 
 
 def data_card(stats: dict[str, Any]) -> list:
-    """prepare_data: corpus splits, dropped documents by reason, chat-record splits."""
+    """join_data: corpus splits, dropped documents by reason, chat-record splits."""
     out: list = [Markdown("# Data\nCorpus after encoding repair, NFC and look-alike letters, PII placeholders, "
                           "language ID, FineWeb-2 quality filters (azj_Latn), exact and MinHash near-duplicate "
                           "removal and n-gram decontamination; split into train and validation (by hash); "

@@ -19,7 +19,9 @@ from azllm.faults import maybe_fail
 
 STEP_PURPOSE = {
     "start": "validating the preset, recording versions and hardware",
-    "prepare_data": "cleaning, deduplicating and splitting the corpus and chat records",
+    "plan_data": "filtering the evaluation text, cutting the corpus into shards and groups",
+    "prepare_shards": "filtering and MinHashing one group of corpus shards",
+    "join_data": "deduplicating across groups, mixing and splitting the corpus; chat records",
     "train_tokenizer": "training the byte-level BPE and measuring fertility",
     "start_arm": "starting one CPT arm",
     "cpt_embeddings": "phase 1: adapting the vocabulary and training the embeddings",

@@ -47,7 +47,7 @@ def near_duplicate_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def sft_rows(stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per chat-record split (records, turns, ...), as prepare_data counted them."""
+    """One row per chat-record split (records, turns, ...), as join_data counted them."""
     return [{"split": k, **v} for k, v in stats.get("sft", {}).items() if isinstance(v, dict)]
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/data_prepare.py --size-mb 100 --workers 2
     .venv/bin/python benchmarks/data_prepare.py --size-mb 20 --stages prepare   # no tokenizer/packing
+    .venv/bin/python benchmarks/data_prepare.py --size-mb 20 --stages prepare --groups 2  # same outputs_sha1
 
 The corpus is built from ../shared/data (never copied into the repository):
 
@@ -24,6 +25,7 @@ language), `azerbaijani_kept`, `adjacent_copies` in train.jsonl (the packing ord
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -181,6 +183,16 @@ def stage_line(stage: str, mb: float, timing: tuple, peak: PeakRss, work: Path, 
     return line
 
 
+def outputs_sha1(out: Path) -> str:
+    """SHA-1 of the prepared files, in name order: equal for any --workers and --groups."""
+    digest = hashlib.sha1()
+    for path in sorted(out.glob("*.jsonl")):
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def timed(fn):
     """(result, (wall seconds, (parent CPU s, children CPU s)), peak RSS) of `fn()`."""
     with PeakRss() as peak:
@@ -239,6 +251,8 @@ def main() -> int:
     p.add_argument("--size-mb", type=float, default=50.0, help="synthetic corpus size in MB (10^6 bytes)")
     p.add_argument("--workers", type=int, default=2, help="data.num_workers (0 = all CPUs)")
     p.add_argument("--shard-mb", type=float, default=16.0, help="data.shard_mb (the preset default is 256)")
+    p.add_argument("--groups", type=int, default=1,
+                   help="[compute] data_workers: groups of shards, run here one after the other (the flow's fan-out)")
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/azllm-data-bench"))
     p.add_argument("--stages", default="prepare,tokenizer,pack", help="comma-separated; generate always runs")
     p.add_argument("--vocab-size", type=int, default=32000)
@@ -269,9 +283,10 @@ def main() -> int:
                      other_domain=str(SHARED / "az_eval_other_domain.jsonl"), num_workers=args.workers,
                      shard_mb=args.shard_mb, work_dir=str(work / "shards"))
     out = work / "prepared"
-    prepared, timing, peak = timed(lambda: prepare_corpus(cfg, out))
-    stage_line("prepare", mb, timing, peak, work, workers=args.workers, shards=prepared.stats["shards"],
-               train_mb=round(prepared.stats["train"]["bytes"] / 1e6, 1))
+    prepared, timing, peak = timed(lambda: prepare_corpus(cfg, out, num_groups=args.groups))
+    stage_line("prepare", mb, timing, peak, work, workers=args.workers, groups=args.groups,
+               shards=prepared.stats["shards"], train_mb=round(prepared.stats["train"]["bytes"] / 1e6, 1),
+               outputs_sha1=outputs_sha1(out))
     quality = quality_line(truth, out, prepared.stats, cfg)
 
     train_mb = prepared.stats["train"]["bytes"] / 1e6

@@ -1,7 +1,11 @@
 """AzLLMFlow: adapt a foundation LLM to Azerbaijani, end to end.
 
     start            validate the preset, record library versions and hardware
-    prepare_data     corpus -> clean -> dedup -> train/validation split; chat records
+    plan_data        evaluation text filtered; corpus cut into shards, shards into groups
+      prepare_shards   (foreach group, [compute] data_workers) repair, language ID, quality
+                       filters, PII, decontamination, MinHash signatures of each shard
+    join_data        exact + near dedup across all groups, mixing, train/validation split;
+                     chat records
     train_tokenizer  Llama 3 style byte-level BPE; fertility vs Llama 3.2 and the base
       start_arm        (foreach arm: baseline | extend | replace)
         cpt_embeddings   (@parallel over the profile's nodes) adapt the vocabulary,
@@ -51,20 +55,49 @@ class AzLLMFlow(FlowSpec):
 
         begin_step("start", self.config)
         self.environment_info = describe_environment()
-        self.next(self.prepare_data)
+        self.next(self.plan_data)
+
+    @model
+    @step
+    def plan_data(self):
+        """Filter the evaluation text; cut the corpus into shards, the shards into one group per data worker."""
+        from azllm.data.corpus import plan_corpus
+        from azllm.flowutil import begin_step, save_dir
+
+        cfg = begin_step("plan_data", self.config)
+        with save_dir("data-plan") as out:
+            plan = plan_corpus(cfg.data, out, cfg.compute.data_workers)
+            self.data_plan = current.model.save(str(out), label="data_plan", storage_format="files")
+        self.data_groups = list(range(plan.num_groups))
+        self.next(self.prepare_shards, foreach="data_groups")
+
+    @model(load=["data_plan"])
+    @step
+    def prepare_shards(self):
+        """One group of shards on this task's CPUs: repair, language ID, quality, PII, decontamination, MinHash."""
+        from azllm.data.corpus import prepare_group
+        from azllm.flowutil import begin_step, save_dir
+
+        cfg = begin_step("prepare_shards", self.config)
+        with save_dir("data-group") as out:
+            prepare_group(cfg.data, Path(current.model.loaded["data_plan"]), self.input, out)
+            self.data_group = current.model.save(str(out), label=f"data_group_{self.input}", storage_format="files")
+        self.next(self.join_data)
 
     @card
     @model
     @step
-    def prepare_data(self):
-        """Clean, dedup and split the corpus; validate and split the chat records."""
+    def join_data(self, inputs):
+        """Exact and near dedup across all groups, mixing, validation split; chat records."""
         from azllm.cards import data_card
-        from azllm.data.pipeline import prepare_all
+        from azllm.data.pipeline import join_all
         from azllm.flowutil import begin_step, save_dir
 
-        cfg = begin_step("prepare_data", self.config)
+        cfg = begin_step("join_data", self.config)
+        self.merge_artifacts(inputs, exclude=["data_group"])
+        groups = [Path(current.model.load(inp.data_group)) for inp in inputs]
         with save_dir("data") as out:
-            self.data_stats = prepare_all(cfg.data, out)
+            self.data_stats = join_all(cfg.data, Path(current.model.load(self.data_plan)), groups, out)
             self.data = current.model.save(str(out), label="data", storage_format="files")
         current.card.extend(data_card(self.data_stats))
         self.next(self.train_tokenizer)

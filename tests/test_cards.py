@@ -21,7 +21,7 @@ from conftest import REPO_ROOT
 
 # Step -> (min tables, min images) among the step's own components (above Metaflow's sections).
 EXPECTED = {
-    "prepare_data": (2, 0),
+    "join_data": (2, 0),
     "train_tokenizer": (1, 1),
     "join_cpt": (2, 2),
     "evaluate": (2, 1),
@@ -115,8 +115,9 @@ def test_cards_need_no_network(tiny_run):
 
 def test_each_step_prints_what_it_does_and_how_long(tiny_run):
     _, output = tiny_run
-    for step_name in ("start", "prepare_data", "train_tokenizer", "start_arm", "cpt_embeddings", "join_embeddings",
-                      "start_full", "cpt_full", "join_full", "join_cpt", "sft_lora", "evaluate", "end"):
+    for step_name in ("start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "start_arm",
+                      "cpt_embeddings", "join_embeddings", "start_full", "cpt_full", "join_full", "join_cpt",
+                      "sft_lora", "evaluate", "end"):
         assert re.search(rf"\] {step_name}: \S.*\(preset 'tiny'\)", output), f"no start line for {step_name}"
         assert re.search(rf"\] {step_name}: ran for [\d.]+ (s|min)", output), f"no duration line for {step_name}"
 

@@ -62,6 +62,8 @@ def test_cross_field_checks():
         parse_config_text('[data]\ncorpus = ["a"]\ncorpus_weights = [1.0, 2.0]\n')
     with pytest.raises(ConfigError, match="tiny-random.*tokenizer"):
         parse_config_text('[model]\nname = "tiny-random"\n')
+    with pytest.raises(ConfigError, match=r"\[compute\] data_workers must be >= 1.*got 0"):
+        parse_config_text("[compute]\ndata_workers = 0\n")
 
 
 def test_bad_toml_and_missing_file():

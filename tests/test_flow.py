@@ -16,8 +16,10 @@ def test_every_step_stores_its_artifacts(tiny_run):
     run, _ = tiny_run
     assert run.successful
     steps = {s.id for s in run}
-    assert steps == {"start", "prepare_data", "train_tokenizer", "start_arm", "cpt_embeddings", "join_embeddings",
-                     "start_full", "cpt_full", "join_full", "join_cpt", "sft_lora", "evaluate", "end"}
+    assert steps == {"start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "start_arm",
+                     "cpt_embeddings", "join_embeddings", "start_full", "cpt_full", "join_full", "join_cpt",
+                     "sft_lora", "evaluate", "end"}
+    assert len(list(run["prepare_shards"])) == 2, "tiny preset: data_workers = 2, 3 shards -> 2 groups"
     data = run["end"].task.data
     assert data.environment_info["versions"]["torch"].startswith("2.")
     assert data.data_stats["corpus"]["train"]["documents"] > 0
@@ -69,8 +71,8 @@ def test_resume_after_forced_failure_in_a_plain_step(tiny_run, failed_sft_run):
     run = Run(f"AzLLMFlow/{run_id_of(rout)}")
     assert run.successful and run["end"].task.data.chosen_arm
     # steps before the failure were cloned from the failed run, not rerun
-    assert run["prepare_data"].task.metadata_dict.get("origin-run-id") == failed_id
-    assert run["prepare_data"].task.metadata_dict.get("origin-task-id"), "prepare_data was not cloned"
+    assert run["join_data"].task.metadata_dict.get("origin-run-id") == failed_id
+    assert run["join_data"].task.metadata_dict.get("origin-task-id"), "join_data was not cloned"
 
 
 def test_cpt_failure_mid_training_resumes_from_checkpoint(tiny_run):

@@ -312,6 +312,16 @@ class ComputeConfig:
     """A name under configs/compute/ (without .toml) or a path to a profile TOML."""
     nproc_per_node: int = 2
     """Training processes per node when the profile gives no GPUs (CPU: gloo)."""
+    data_workers: int = 1
+    """Machines corpus preparation fans out over: the flow's `prepare_shards` step runs as a `foreach`
+    of this many tasks (fewer when there are fewer shards), each filtering a group of consecutive
+    shards on the profile's CPUs for that step; `join_data` dedups and mixes them all. The output
+    does not depend on it. 1 = one task."""
+
+    def __post_init__(self) -> None:
+        if self.data_workers < 1:
+            raise ConfigError(f"[compute] data_workers must be >= 1 (1 = prepare the corpus in one task), "
+                              f"got {self.data_workers}")
 
 
 @dataclass(frozen=True, kw_only=True)

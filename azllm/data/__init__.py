@@ -1,11 +1,12 @@
 """azllm.data: read, repair, filter, dedup, mix and split the corpus; the SFT chat records.
 
-The flow's `prepare_data` step calls :func:`prepare_corpus` and :func:`prepare_sft`.
-The corpus is cut into shards filtered by a process pool (`shards`, `shard_worker`:
-ftfy/NFC/look-alikes/PII in `textfix`, language ID in `langid`, Gopher/FineWeb
-filters in `quality`), then deduplicated across shards (`dedup`: exact + MinHash,
-13-gram decontamination) and mixed (`mix`); only the current line, per-document
-hashes and MinHash signatures are held in memory.
+The flow's `plan_data`, `prepare_shards` (one task per group of shards) and `join_data` steps
+call the three parts of :func:`prepare_corpus` (`corpus.plan_corpus`, `prepare_group`,
+`join_corpus`) and :func:`prepare_sft`. The corpus is cut into shards (`shards`, grouped
+for fan-out in `groups`) filtered by a process pool (`shard_worker`: ftfy/NFC/look-alikes/PII
+in `textfix`, language ID in `langid`, Gopher/FineWeb filters in `quality`), then
+deduplicated across shards (`dedup`: exact + MinHash, 13-gram decontamination) and mixed
+(`mix`); only the current line, per-document hashes and MinHash signatures are held in memory.
 """
 
 from azllm.data.clean import clean_text, count_words, latin_fraction

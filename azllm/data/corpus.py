@@ -4,17 +4,23 @@
     >>> prepared = prepare_corpus(DataConfig(max_documents=300), Path("/tmp/azdata"))
     >>> prepared.stats["train"]["documents"]
 
-Stages, each logged and with a progress bar:
+Three calls, which the flow runs as three steps (`plan_data`, `prepare_shards` per group
+on its own machine, `join_data`) and :func:`prepare_corpus` runs one after the other here:
 
-1. evaluation sources (validation, other-domain) and then the corpus, cut into
-   shards (:mod:`azllm.data.shards`) and filtered by a process pool
-   (:mod:`azllm.data.shard_worker`); finished shards stay in `work_dir` and are
-   skipped by a rerun or a Metaflow @retry;
-2. exact + MinHash dedup across every shard, validation by hash, weights by
-   sampling into a hash-ordered shuffle (:mod:`azllm.data.mix`);
-3. `train.jsonl`, `validation.jsonl` and, with `other_domain` set,
-   `other_domain.jsonl` (one `{"text": ...}` per line) appear together at the end
+1. :func:`plan_corpus`: the evaluation sources (validation, other-domain) filtered, their
+   texts kept for decontamination, the corpus cut into shards (:mod:`azllm.data.shards`)
+   and the shards into groups of consecutive shards (:mod:`azllm.data.groups`);
+2. :func:`prepare_group`: one group's shards filtered and MinHashed by a process pool
+   (:mod:`azllm.data.shard_worker`); finished shards stay in `work_dir` and are skipped
+   by a rerun or a Metaflow @retry; the group is exported as one directory;
+3. :func:`join_corpus`: exact + MinHash dedup across every shard of every group, in shard
+   order, validation by hash, weights by sampling into a hash-ordered shuffle
+   (:mod:`azllm.data.mix`); `train.jsonl`, `validation.jsonl` and, with `other_domain`
+   set, `other_domain.jsonl` (one `{"text": ...}` per line) appear together at the end
    (temp files renamed), so a failed run leaves no half-written file.
+
+Every decision depends on the shards in order, never on how they were grouped, so one
+group and W groups give byte-identical files and statistics.
 
 Evaluation text is read first so that a document in both is dropped from *train*
 (counted as `duplicate`), and train documents sharing a 13-gram with it are dropped
@@ -35,6 +41,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from azllm.config import DataConfig, cache_dir, resolve_path
+from azllm.data.groups import export_group, load_group, load_groups, split_groups
 from azllm.data.mix import Survivors, copies_for, dedup_shards, read_line, split_validation, train_order, unit_hash
 from azllm.data.readers import DataError
 from azllm.data.shard_worker import process_shard
@@ -50,7 +57,22 @@ PARENT_ONLY_FIELDS = ("num_workers", "work_dir", "shard_mb", "corpus_weights", "
                       "sft_validation_fraction")
 """Settings the shards do not depend on: left out of their stamp, so changing them reuses the shards
 (the shard's byte range stands for `shard_mb`)."""
-__all__ = ["AtomicJsonl", "PreparedCorpus", "copies_for", "prepare_corpus", "unit_hash"]
+PLAN_FILE = "plan.json"
+EVAL_TEXTS = "eval_texts.jsonl"
+__all__ = ["AtomicJsonl", "CorpusPlan", "PreparedCorpus", "copies_for", "join_corpus", "plan_corpus",
+           "prepare_corpus", "prepare_group", "unit_hash"]
+
+
+@dataclass(frozen=True)
+class CorpusPlan:
+    """Where the plan lies (`plan_dir`) and the corpus shard indices of each group."""
+
+    plan_dir: Path
+    groups: list[list[int]]
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.groups)
 
 
 @dataclass(frozen=True)
@@ -104,29 +126,80 @@ class AtomicJsonl:
                 Path(f.name).unlink(missing_ok=True)
 
 
-def prepare_corpus(cfg: DataConfig, out_dir: Path, work_dir: Path | None = None) -> PreparedCorpus:
+def prepare_corpus(cfg: DataConfig, out_dir: Path, work_dir: Path | None = None,
+                   num_groups: int = 1) -> PreparedCorpus:
     """Write train/validation(/other_domain) JSONL into `out_dir` and return paths and stats.
 
+    The one-machine path of the flow's fan-out, through the same three calls: plan, every
+    group here one after the other, join (`num_groups` changes nothing in the output).
     `work_dir` keeps finished shards between attempts (default `data.work_dir`, else
     AZLLM_CACHE/prepare); shards whose stamp matches are reused, not redone.
     """
-    out_dir = Path(out_dir)
-    work = Path(work_dir or resolve_path(cfg.work_dir) or cache_dir() / "prepare")
+    work = _work_dir(cfg, work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work, prefix=".groups-") as tmp:  # beside the shards: hard links
+        plan = plan_corpus(cfg, Path(tmp) / "plan", num_groups, work)
+        group_dirs = [prepare_group(cfg, plan.plan_dir, g, Path(tmp) / f"group-{g}", work)
+                      for g in range(plan.num_groups)]
+        return join_corpus(cfg, plan.plan_dir, group_dirs, out_dir)
+
+
+def plan_corpus(cfg: DataConfig, plan_dir: Path, num_groups: int, work_dir: Path | None = None) -> CorpusPlan:
+    """Filter the evaluation text, cut the corpus into shards and those into `num_groups` groups.
+
+    `plan_dir` (small: the evaluation shards, their texts for decontamination, `plan.json`)
+    is what every group and the join read; the flow saves it as one reference.
+    """
+    work = _work_dir(cfg, work_dir)
     workers = cfg.num_workers or available_cpus()
     shard_fields = {k: v for k, v in asdict(cfg).items() if k not in PARENT_ONLY_FIELDS}
-    settings = {"data": json.dumps(shard_fields, sort_keys=True, ensure_ascii=False),
-                "eval_texts": "", "eval_digest": ""}
+    settings = {"data": json.dumps(shard_fields, sort_keys=True, ensure_ascii=False), "eval_digest": ""}
     eval_sources = [("validation", i, resolve_path(s)) for i, s in enumerate(cfg.validation)]
     if cfg.other_domain:
         eval_sources.append(("other_domain", 0, resolve_path(cfg.other_domain)))
     eval_shards = plan_shards(eval_sources, cfg.shard_mb)
-    eval_results = run_shards(eval_shards, work, settings, process_shard, workers, "filter evaluation text")
-    settings["eval_texts"], settings["eval_digest"] = _write_eval_texts(cfg, eval_results, work)
-    corpus_shards = plan_shards([("corpus", i, resolve_path(s)) for i, s in enumerate(cfg.corpus)], cfg.shard_mb)
-    logger.info("prepare corpus: %d evaluation + %d corpus shards, %d workers, work dir %s",
-                len(eval_shards), len(corpus_shards), workers, work)
-    corpus_results = run_shards(corpus_shards, work, settings, process_shard, workers, "filter corpus")
-    shards, results = eval_shards + corpus_shards, eval_results + corpus_results
+    eval_results = run_shards(eval_shards, work, {**settings, "eval_texts": ""}, process_shard, workers,
+                              "filter evaluation text")
+    export_group(eval_shards, eval_results, plan_dir / "evaluation")
+    settings["eval_digest"] = _write_eval_texts(cfg, eval_results, plan_dir / EVAL_TEXTS)
+    corpus_shards = _corpus_shards(cfg)
+    groups = split_groups(corpus_shards, num_groups)
+    logger.info("prepare corpus: %d evaluation + %d corpus shards in %d group(s), %d workers, work dir %s",
+                len(eval_shards), len(corpus_shards), len(groups), workers, work)
+    plan = {"settings": settings, "groups": groups, "corpus_shards": [_shard_key(s) for s in corpus_shards]}
+    tmp = plan_dir / f".{PLAN_FILE}.tmp"
+    tmp.write_text(json.dumps(plan, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, plan_dir / PLAN_FILE)  # last: a plan directory without it is unfinished
+    return CorpusPlan(plan_dir=plan_dir, groups=groups)
+
+
+def prepare_group(cfg: DataConfig, plan_dir: Path, group: int, out_dir: Path,
+                  work_dir: Path | None = None) -> Path:
+    """Filter and MinHash one group's shards (a process pool) and export them into `out_dir`.
+
+    The shards are planned again here, from the sources as this machine sees them (a path
+    in the plan may not exist on another machine), and must match the plan's.
+    """
+    plan = json.loads((plan_dir / PLAN_FILE).read_text(encoding="utf-8"))
+    shards = _corpus_shards(cfg)
+    if [_shard_key(s) for s in shards] != plan["corpus_shards"]:
+        raise DataError(f"the corpus sources {list(cfg.corpus)} are cut into other shards here than in the plan "
+                        f"({plan_dir}): a source changed between plan_data and prepare_shards; rerun from plan_data")
+    picked = [shards[i] for i in plan["groups"][group]]
+    eval_texts = plan_dir / EVAL_TEXTS
+    settings = {**plan["settings"], "eval_texts": str(eval_texts) if eval_texts.exists() else ""}
+    results = run_shards(picked, _work_dir(cfg, work_dir), settings, process_shard,
+                         cfg.num_workers or available_cpus(), f"filter corpus group {group + 1}/{len(plan['groups'])}")
+    return export_group(picked, results, out_dir, index=group)
+
+
+def join_corpus(cfg: DataConfig, plan_dir: Path, group_dirs: list[Path], out_dir: Path) -> PreparedCorpus:
+    """Exact + near dedup over the evaluation shards and every group (in shard order), then mix and write."""
+    plan = json.loads((plan_dir / PLAN_FILE).read_text(encoding="utf-8"))
+    evaluation, corpus = load_group(plan_dir / "evaluation"), load_groups(group_dirs, len(plan["groups"]))
+    assert [_shard_key(s) for s in corpus.shards] == plan["corpus_shards"], \
+        f"{len(corpus.shards)} corpus shards in the groups, {len(plan['corpus_shards'])} in the plan"
+    shards, results = evaluation.shards + corpus.shards, evaluation.results + corpus.results
     survivors = dedup_shards(shards, results, cfg)
     stats = _shard_stats(cfg, shards, results, survivors)
     stats.update(_write_outputs(cfg, out_dir, survivors, stats))
@@ -138,14 +211,28 @@ def prepare_corpus(cfg: DataConfig, out_dir: Path, work_dir: Path | None = None)
     )
 
 
-def _write_eval_texts(cfg: DataConfig, eval_results: list[dict[str, Any]], work: Path) -> tuple[str, str]:
+def _work_dir(cfg: DataConfig, work_dir: Path | None) -> Path:
+    return Path(work_dir or resolve_path(cfg.work_dir) or cache_dir() / "prepare")
+
+
+def _corpus_shards(cfg: DataConfig) -> list[Shard]:
+    return plan_shards([("corpus", i, resolve_path(s)) for i, s in enumerate(cfg.corpus)], cfg.shard_mb)
+
+
+def _shard_key(shard: Shard) -> list:
+    """What must agree between the plan's machine and a group's: not the path, which may differ."""
+    return [shard.role, shard.source_index, Path(shard.source).name, shard.start, shard.end, shard.size]
+
+
+def _write_eval_texts(cfg: DataConfig, eval_results: list[dict[str, Any]], path: Path) -> str:
     """Every evaluation text (validation, other-domain, SFT validation) in one file for decontamination.
 
-    Returns its path and SHA-1 (which goes into the corpus shards' stamp: new evaluation
-    text redoes them). SFT validation records held out by fraction are not known here.
+    Returns its SHA-1 (which goes into the corpus shards' stamp: new evaluation text redoes
+    them), "" with decontamination off (no file). SFT validation records held out by
+    fraction are not known here.
     """
     if not cfg.decontaminate_ngram:
-        return "", ""
+        return ""
     texts = [json.loads(line)["text"] for r in eval_results
              for line in (Path(r["dir"]) / "docs.jsonl").read_text(encoding="utf-8").splitlines()]
     if cfg.sft_validation:
@@ -155,14 +242,8 @@ def _write_eval_texts(cfg: DataConfig, eval_results: list[dict[str, Any]], work:
             texts += [m["content"] for m in record.get("messages", []) if isinstance(m, dict)
                       and isinstance(m.get("content"), str)]
     blob = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
-    digest = hashlib.sha1(blob.encode()).hexdigest()
-    path = work / f"eval-texts-{digest[:16]}.jsonl"
-    if not path.exists():
-        work.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(blob, encoding="utf-8")
-        os.replace(tmp, path)
-    return str(path), digest
+    path.write_text(blob, encoding="utf-8")
+    return hashlib.sha1(blob.encode()).hexdigest()
 
 
 def _write_outputs(cfg: DataConfig, out_dir: Path, survivors: Survivors,

@@ -1,8 +1,12 @@
-"""The `prepare_data` stage: corpus and chat records into one directory the later steps read.
+"""The data stage: corpus and chat records into one directory the later steps read.
 
 Layout of the directory (saved as one model reference by the flow):
     train.jsonl, validation.jsonl, [other_domain.jsonl]   {"text": ...} per line
     sft_train.jsonl, sft_validation.jsonl                  {"messages": [...]} per line
+
+The flow fans the corpus out over machines (`plan_data` -> `prepare_shards` per group ->
+`join_data`, see :mod:`azllm.data.corpus`); :func:`prepare_all` runs the same calls on
+one machine, and :func:`join_all` is the join's half.
 """
 
 from __future__ import annotations
@@ -12,14 +16,27 @@ from pathlib import Path
 from azllm.config import DataConfig
 
 
-def prepare_all(cfg: DataConfig, out_dir: Path) -> dict:
-    """Prepare corpus and chat records; return their statistics (a small artifact)."""
+def prepare_all(cfg: DataConfig, out_dir: Path, num_groups: int = 1) -> dict:
+    """Prepare corpus and chat records; return their statistics (a small artifact).
+
+    One machine: plan, every group, join (`num_groups` changes nothing in the output).
+    """
     from azllm.data.corpus import prepare_corpus
+
+    return _with_sft(cfg, prepare_corpus(cfg, out_dir, num_groups=num_groups).stats, out_dir)
+
+
+def join_all(cfg: DataConfig, plan_dir: Path, group_dirs: list[Path], out_dir: Path) -> dict:
+    """The fan-out's join: dedup and mix every group's shards, then the chat records; their statistics."""
+    from azllm.data.corpus import join_corpus
+
+    return _with_sft(cfg, join_corpus(cfg, plan_dir, group_dirs, out_dir).stats, out_dir)
+
+
+def _with_sft(cfg: DataConfig, corpus_stats: dict, out_dir: Path) -> dict:
     from azllm.data.sft import prepare_sft
 
-    corpus = prepare_corpus(cfg, out_dir)
-    sft = prepare_sft(cfg, out_dir)
-    return {"corpus": corpus.stats, "sft": sft.stats}
+    return {"corpus": corpus_stats, "sft": prepare_sft(cfg, out_dir).stats}
 
 
 def eval_files(data_dir: Path) -> dict[str, Path]:

@@ -161,9 +161,15 @@ def _ranged_lines(f: Any, length: int) -> Iterator[bytes]:
 # ---------------------------------------------------------------------------
 
 
+UNSTAMPED_SETTINGS = ("eval_texts",)
+"""Settings that say where something lies on this machine, not what: `eval_texts` is a path (a plan's
+copy on each fan-out machine); its content is stamped as `eval_digest`."""
+
+
 def shard_stamp(shard: Shard, settings: dict[str, Any]) -> str:
     """Hash of what decides a shard's output: a finished shard with another stamp is redone."""
-    blob = json.dumps({"shard": asdict(shard), "settings": settings, "code": SHARD_CODE_VERSION},
+    stamped = {k: v for k, v in settings.items() if k not in UNSTAMPED_SETTINGS}
+    blob = json.dumps({"shard": asdict(shard), "settings": stamped, "code": SHARD_CODE_VERSION},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
