@@ -115,3 +115,35 @@ def test_validation_cap_keeps_the_lowest_hashes(tmp_path):
     assert len(val) == 5 < len(val_full)
     assert set(val) <= set(val_full)
     assert len(read(capped.train_path)) == 195
+
+
+def _ngrams(text: str, n: int = 13) -> set[tuple[str, ...]]:
+    from azllm.data.dedup import words_of
+
+    words = words_of(text)
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+@needs_shared
+@pytest.mark.parametrize("ngram", [13, 0])
+def test_train_shares_no_13_gram_with_the_hash_held_out_validation(tmp_path, ngram):
+    """Pairs of different real articles carry the same 40-word paragraph (a syndicated passage):
+    MinHash keeps both, so when one lands in the hash-chosen validation the other must leave train.
+    With decontamination off (0) the overlap is there: the check is not vacuous."""
+    docs = real_docs(60)
+    pairs = [(docs[2 * i], docs[2 * i + 1], " ".join(docs[40 + i].split()[:40])) for i in range(20)]
+    texts = [f"{a}\n{shared}" for a, _, shared in pairs] + [f"{b}\n{shared}" for _, b, shared in pairs]
+    cfg = DataConfig(corpus=(write_jsonl(tmp_path / "az.jsonl", texts),), num_workers=1,
+                     validation_fraction=0.3, decontaminate_ngram=ngram)
+    stats = prepare_corpus(cfg, tmp_path / "out", work_dir=tmp_path / "work").stats
+    train = [t for t in iter_jsonl_texts(tmp_path / "out" / "train.jsonl")]
+    held = set().union(*(_ngrams(t) for t in iter_jsonl_texts(tmp_path / "out" / "validation.jsonl")))
+    overlapping = [t for t in train if _ngrams(t) & held]
+    if ngram:
+        assert not overlapping
+        assert stats["dropped"]["contaminated"] >= 1
+        assert stats["train"]["documents"] + stats["validation"]["documents"] + sum(stats["dropped"].values()) == 40, stats["dropped"]
+        assert stats["sources"][0]["kept"] == stats["train"]["documents"] + stats["validation"]["documents"]
+        assert stats["dropped_examples"]["contaminated"]
+    else:
+        assert overlapping and "contaminated" not in stats["dropped"]

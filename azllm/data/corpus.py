@@ -41,10 +41,20 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from azllm.config import DataConfig, cache_dir, resolve_path
+from azllm.data.dedup import drop_overlapping
 from azllm.data.groups import export_group, load_group, load_groups, split_groups
-from azllm.data.mix import Survivors, copies_for, dedup_shards, read_line, split_validation, train_order, unit_hash
+from azllm.data.mix import (
+    Survivors,
+    copies_for,
+    dedup_shards,
+    read_line,
+    read_text,
+    split_validation,
+    train_order,
+    unit_hash,
+)
 from azllm.data.readers import DataError
-from azllm.data.shard_worker import process_shard
+from azllm.data.shard_worker import EXAMPLE_CHARS, MAX_EXAMPLES, process_shard
 from azllm.data.shards import Shard, available_cpus, plan_shards, run_shards
 from azllm.data.stats import empty_stats
 
@@ -252,6 +262,9 @@ def _write_outputs(cfg: DataConfig, out_dir: Path, survivors: Survivors,
     names = ["train.jsonl", "validation.jsonl"] + (["other_domain.jsonl"] if cfg.other_domain else [])
     stats: dict[str, Any] = {name.removesuffix(".jsonl"): empty_stats() for name in names}
     train, held_out = split_validation(survivors.by_role["corpus"], cfg)
+    train, overlapping = drop_overlapping(train, held_out, lambda ref: read_text(ref, survivors.handles),
+                                          cfg.decontaminate_ngram)
+    _count_dropped(drop_stats, cfg, "contaminated", overlapping, survivors.handles)
     plan = {"validation.jsonl": survivors.by_role["validation"] + held_out,
             "other_domain.jsonl": survivors.by_role["other_domain"],
             "train.jsonl": train_order(train, cfg)}
@@ -271,6 +284,19 @@ def _write_outputs(cfg: DataConfig, out_dir: Path, survivors: Survivors,
         survivors.close()
     stats["num_unique_train_documents"] = len(train)
     return stats
+
+
+def _count_dropped(stats: dict[str, Any], cfg: DataConfig, reason: str, refs: list, handles: dict) -> None:
+    """Add documents dropped in the join to the reason's count, its source's and its examples."""
+    if not refs:
+        return
+    stats["dropped"][reason] = stats["dropped"].get(reason, 0) + len(refs)
+    for ref in refs:
+        source = stats["dropped_by_source"].setdefault(cfg.corpus[ref.source_index], {})
+        source[reason] = source.get(reason, 0) + 1
+        stats["sources"][ref.source_index]["kept"] -= 1
+    examples = stats["dropped_examples"].setdefault(reason, [])
+    examples.extend(read_text(ref, handles)[:EXAMPLE_CHARS] for ref in refs[: max(0, MAX_EXAMPLES - len(examples))])
 
 
 def _shard_stats(cfg: DataConfig, shards: list[Shard], results: list[dict[str, Any]],

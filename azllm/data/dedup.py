@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import numpy as np
 import xxhash
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 _WORDS = re.compile(r"\w+")
+T = TypeVar("T")
 
 
 def words_of(text: str) -> list[str]:
@@ -44,6 +46,26 @@ def ngram_keys(text: str, n: int) -> set[int]:
     """Hashes of the word n-grams of `text` (Python's hash: compare only within one process)."""
     words = words_of(text)
     return {hash(tuple(words[i:i + n])) for i in range(len(words) - n + 1)}
+
+
+def drop_overlapping(docs: list[T], held_out: list[T], text_of: Callable[[T], str], n: int) -> tuple[list[T], list[T]]:
+    """(kept, dropped) of `docs`: dropped share a word `n`-gram with a `held_out` document.
+
+    Validation held out by hash comes from the same corpus as train, after near-dedup: a
+    paragraph syndicated into two otherwise different documents passes MinHash, and scoring
+    the held-out copy would reward memorising the train one. The shard workers cannot do this
+    (the held-out set is known only after the global dedup), so it runs once in the join: one
+    more read of the train text, ~25 MB/s per core.
+    """
+    if not n or not held_out:
+        return docs, []
+    held: set[int] = set()
+    for doc in held_out:
+        held |= ngram_keys(text_of(doc), n)
+    kept, dropped = [], []
+    for doc in docs:
+        (dropped if not held.isdisjoint(ngram_keys(text_of(doc), n)) else kept).append(doc)
+    return kept, dropped
 
 
 class NearDuplicates:
