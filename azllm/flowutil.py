@@ -23,7 +23,7 @@ STEP_PURPOSE = {
     "prepare_shards": "filtering and MinHashing one group of corpus shards",
     "join_data": "deduplicating across groups, mixing and splitting the corpus; chat records",
     "train_tokenizer": "training the byte-level BPE and measuring fertility",
-    "start_arm": "starting one CPT arm",
+    "pack_arm": "tokenizing and packing one CPT arm's corpus on CPU",
     "cpt_embeddings": "phase 1: adapting the vocabulary and training the embeddings",
     "join_embeddings": "gathering phase 1's nodes",
     "start_full": "starting phase 2 of one arm",
@@ -64,6 +64,23 @@ def save_dir(name: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+CORPUS_FILE = "train.jsonl"
+"""The training text (~10 GB at the case study's scale): its own `corpus` reference, read only by
+`train_tokenizer` and `pack_arm`."""
+
+
+def save_prepared_data(out: Path) -> tuple[dict, dict]:
+    """(corpus, data) references of a prepared directory: `train.jsonl` alone, and the small
+    files (validation, other_domain, sft_*) the later steps load, so SFT and evaluation never
+    download the training text."""
+    from metaflow import current
+
+    with save_dir("corpus") as corpus_dir:
+        shutil.move(out / CORPUS_FILE, corpus_dir / CORPUS_FILE)
+        corpus = current.model.save(str(corpus_dir), label="corpus", storage_format="files")
+    return corpus, current.model.save(str(out), label="data", storage_format="files")
 
 
 @contextmanager

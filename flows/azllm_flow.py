@@ -7,7 +7,8 @@
     join_data        exact + near dedup across all groups, mixing, train/validation split;
                      chat records
     train_tokenizer  Llama 3 style byte-level BPE; fertility vs Llama 3.2 and the base
-      start_arm        (foreach arm: baseline | extend | replace)
+      pack_arm         (foreach arm: baseline | extend | replace) on CPU: tokenize the corpus
+                       once with the arm's tokenizer, pack it into blocks (the `packed` reference)
         cpt_embeddings   (@parallel over the profile's nodes) adapt the vocabulary,
                          train the embeddings only (pass-through for baseline)
       join_embeddings    node 0 holds the model
@@ -26,7 +27,9 @@
     python flows/azllm_flow.py --branch exp1 run                     # branch `test.exp1`
 
 Models, tokenizers and data travel as metaflow-checkpoint references (`@model`),
-never as pickled tensors. Capacity per step comes from the preset's compute profile.
+never as pickled tensors: the training text (`corpus`) only to the tokenizer and pack steps, each
+arm's packed blocks (`packed`) to its CPT steps, the small files (`data`) to the rest.
+Capacity per step comes from the preset's compute profile.
 `@project(name="azllm")` puts every run in a branch (tag `project_branch:...`): `user.<name>`
 by default; `azllm export --run production` takes the latest successful `prod` run.
 """
@@ -91,52 +94,59 @@ class AzLLMFlow(FlowSpec):
         """Exact and near dedup across all groups, mixing, validation split; chat records."""
         from azllm.cards import data_card
         from azllm.data.pipeline import join_all
-        from azllm.flowutil import begin_step, save_dir
+        from azllm.flowutil import begin_step, save_dir, save_prepared_data
 
         cfg = begin_step("join_data", self.config)
         self.merge_artifacts(inputs, exclude=["data_group"])
         groups = [Path(current.model.load(inp.data_group)) for inp in inputs]
         with save_dir("data") as out:
             self.data_stats = join_all(cfg.data, Path(current.model.load(self.data_plan)), groups, out)
-            self.data = current.model.save(str(out), label="data", storage_format="files")
+            self.corpus, self.data = save_prepared_data(out)
         current.card.extend(data_card(self.data_stats))
         self.next(self.train_tokenizer)
 
     @card
-    @model(load=["data"])
+    @model(load=["corpus", "data"])
     @step
     def train_tokenizer(self):
         """Train the BBPE tokenizer(s), build one tokenizer per CPT arm, measure fertility."""
         from azllm.cards import tokenizer_card
         from azllm.data.pipeline import eval_files
-        from azllm.flowutil import base_tokenizer_name, begin_step, save_dir
+        from azllm.flowutil import CORPUS_FILE, base_tokenizer_name, begin_step, save_dir
         from azllm.tokenizer.stage import run_tokenizer_stage
 
         cfg = begin_step("train_tokenizer", self.config)
-        data_dir = Path(current.model.loaded["data"])
+        data_dir, corpus_dir = Path(current.model.loaded["data"]), Path(current.model.loaded["corpus"])
         with save_dir("tokenizers") as out:
             result = run_tokenizer_stage(cfg.tokenizer, base_tokenizer=base_tokenizer_name(cfg.model),
-                                         arms=cfg.cpt.arms, train_path=data_dir / "train.jsonl",
+                                         arms=cfg.cpt.arms, train_path=corpus_dir / CORPUS_FILE,
                                          eval_paths=eval_files(data_dir), out_dir=out)
             self.fertility = result.table
             self.tokenizers = {arm: current.model.save(str(path), label=f"tokenizer_{arm}", storage_format="files")
                                for arm, path in result.arm_tokenizers.items()}
             current.card.extend(tokenizer_card(result.table))
         self.arms = list(cfg.cpt.arms)
-        self.next(self.start_arm, foreach="arms")
+        self.next(self.pack_arm, foreach="arms")
 
+    @model(load=["corpus"])
     @step
-    def start_arm(self):
-        """One CPT arm: phase 1 runs on as many nodes as the compute profile gives it."""
+    def pack_arm(self):
+        """One CPT arm, on CPU: tokenize and pack the corpus once; phase 1 then runs on as many
+        nodes as the compute profile gives it, each loading only these blocks."""
         from azllm.compute.distributed import num_nodes
-        from azllm.flowutil import begin_step
+        from azllm.flowutil import CORPUS_FILE, begin_step
+        from azllm.train.arms import pack_arm_corpus
 
-        cfg = begin_step("start_arm", self.config)
+        cfg = begin_step("pack_arm", self.config)
         self.arm = self.input
+        corpus = pack_arm_corpus(cfg, tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
+                                 train_path=Path(current.model.loaded["corpus"]) / CORPUS_FILE)
+        self.pack_stats = corpus.stats()
+        self.packed = current.model.save(str(corpus.directory), label=f"packed_{self.arm}", storage_format="files")
         self.next(self.cpt_embeddings, num_parallel=num_nodes(cfg.compute, "cpt_embeddings"))
 
     @card(refresh_interval=10)
-    @model(load=["data"])
+    @model(load=["packed"])
     @checkpoint(load_policy="eager")
     @parallel
     @step
@@ -146,7 +156,7 @@ class AzLLMFlow(FlowSpec):
         from azllm.compute.distributed import torchrun_layout
         from azllm.faults import fail_after_train_step
         from azllm.flowutil import begin_step, live_phase_dir, store_phase
-        from azllm.train.arms import train_embeddings_phase
+        from azllm.train.arms import load_arm_corpus, train_embeddings_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_embeddings", self.config)
@@ -155,7 +165,8 @@ class AzLLMFlow(FlowSpec):
                             title=f"{self.arm}: phase 1") as out:
             result = train_embeddings_phase(cfg, arm=self.arm,
                                             tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
-                                            data_dir=Path(current.model.loaded["data"]), out_dir=out,
+                                            corpus=load_arm_corpus(Path(current.model.loaded["packed"]),
+                                                                   self.pack_stats), out_dir=out,
                                             resume_from=loaded_checkpoint_for_this_run(),
                                             fail_after_step=fail_after_train_step("cpt_embeddings"), layout=layout)
             if layout.is_main_node:  # node 0 exports the model; the other nodes only trained their shards
@@ -184,7 +195,7 @@ class AzLLMFlow(FlowSpec):
         self.next(self.cpt_full, num_parallel=num_nodes(cfg.compute, "cpt_full"))
 
     @card(refresh_interval=10)
-    @model(load=["data", "embeddings_model"])
+    @model(load=["packed", "embeddings_model"])
     @checkpoint(load_policy="eager")
     @parallel
     @step
@@ -194,7 +205,7 @@ class AzLLMFlow(FlowSpec):
         from azllm.compute.distributed import torchrun_layout
         from azllm.faults import fail_after_train_step
         from azllm.flowutil import begin_step, live_phase_dir, store_phase
-        from azllm.train.arms import train_full_phase
+        from azllm.train.arms import load_arm_corpus, train_full_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
         cfg = begin_step("cpt_full", self.config)
@@ -202,7 +213,8 @@ class AzLLMFlow(FlowSpec):
         with live_phase_dir(f"cpt-full-{self.arm}", max_steps=cfg.cpt.full.max_steps,
                             title=f"{self.arm}: phase 2") as out:
             result = train_full_phase(cfg, init_dir=Path(current.model.loaded["embeddings_model"]),
-                                      data_dir=Path(current.model.loaded["data"]), out_dir=out,
+                                      corpus=load_arm_corpus(Path(current.model.loaded["packed"]), self.pack_stats),
+                                      out_dir=out,
                                       resume_from=loaded_checkpoint_for_this_run(),
                                       fail_after_step=fail_after_train_step("cpt_full"), layout=layout)
             if layout.is_main_node:

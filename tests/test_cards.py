@@ -115,7 +115,7 @@ def test_cards_need_no_network(tiny_run):
 
 def test_each_step_prints_what_it_does_and_how_long(tiny_run):
     _, output = tiny_run
-    for step_name in ("start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "start_arm",
+    for step_name in ("start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "pack_arm",
                       "cpt_embeddings", "join_embeddings", "start_full", "cpt_full", "join_full", "join_cpt",
                       "sft_lora", "evaluate", "end"):
         assert re.search(rf"\] {step_name}: \S.*\(preset 'tiny'\)", output), f"no start line for {step_name}"

@@ -102,6 +102,19 @@ def test_every_required_profile_ships_and_loads():
     assert load_compute_profile("local").for_step("cpt_full") == StepCompute()
 
 
+def test_pack_arm_is_a_cpu_step_with_the_data_steps_capacity():
+    """Packing runs once per arm on CPU nodes, never on the GPU nodes that wait for it."""
+    steps, _ = flow_steps_and_parallel()
+    assert "pack_arm" in steps and "start_arm" not in steps
+    for name in REQUIRED_PROFILES:
+        c = load_compute_profile(name).for_step("pack_arm")
+        assert c.gpu_type == "" and c.gpus_per_node == 0, name
+        assert c.instance_type == ""
+        if c.is_remote:
+            assert c.cpu >= 16 and c.memory >= 64000, (name, c)
+            assert "gpu" not in dict(step_decorators(c))["resources"]
+
+
 def test_case_study_profile_matches_the_case_study():
     p = load_compute_profile("case-study")
     assert p.for_step("train_tokenizer").gpu_type == ""

@@ -29,7 +29,14 @@ from azllm.config import (
     PipelineConfig,
     parse_config_text,
 )
-from azllm.train.arms import train_embeddings_phase, train_full_phase
+from azllm.train.arms import (
+    ArmCorpus,
+    load_arm_corpus,
+    pack_arm_corpus,
+    phase_budget,
+    train_embeddings_phase,
+    train_full_phase,
+)
 from azllm.train.budget import plan_phase
 from azllm.train.launcher import run_cpt_phase
 from azllm.train.metrics import read_metrics_records
@@ -146,7 +153,7 @@ def test_too_many_outer_layers_fail_before_torchrun(recipe_models, tmp_path):
     pipeline = PipelineConfig(model=ModelConfig(name=str(recipe_models["deep"])), cpt=cfg)
     with pytest.raises(ConfigError, match=r"outer:3.*use K <= 2"):
         train_embeddings_phase(pipeline, arm="replace", tokenizer_dir=recipe_models["deep"],
-                               data_dir=recipe_models["data"], out_dir=tmp_path / "phase1")
+                               corpus=load_arm_corpus(recipe_models["blocks"].parent, {}), out_dir=tmp_path / "phase1")
     assert not (tmp_path / "phase1").exists()
 
 
@@ -188,7 +195,9 @@ def _corpus_tokens(model_dir: Path) -> int:
 def bytes_runs(recipe_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("budget")
     cfg = _pipeline(recipe_models, "bytes")
-    return {arm: train_full_phase(cfg, init_dir=recipe_models[arm], data_dir=recipe_models["data"], out_dir=tmp / arm)
+    train_path = recipe_models["data"] / "train.jsonl"
+    return {arm: train_full_phase(cfg, init_dir=recipe_models[arm], out_dir=tmp / arm,
+                                  corpus=pack_arm_corpus(cfg, tokenizer_dir=recipe_models[arm], train_path=train_path))
             for arm in ("baseline", "replace")}
 
 
@@ -242,3 +251,9 @@ def test_steps_and_tokens_budgets_keep_the_configured_steps(recipe_models):
     packed = pack_corpus(recipe_models["data"] / "train.jsonl", recipe_models["deep"], block_size=BLOCK_SIZE,
                          cache_root=recipe_models["blocks"].parent.parent)
     assert packed.num_bytes == sum(len(t.encode()) for t in TEXTS)  # the packer counts the budget's bytes
+    # the phases plan from the packed counts alone; `bytes` needs the baseline's count packed with them
+    bytes_cfg = _pipeline(recipe_models, "bytes")
+    plan = phase_budget(bytes_cfg, "full", ArmCorpus(packed=packed, reference_tokens=2 * packed.num_tokens))
+    assert plan.steps == 4 and plan.corpus_bytes == packed.num_bytes and plan.arm_tokens == packed.num_tokens
+    with pytest.raises(ValueError, match=r"budget = 'bytes' needs the base tokenizer's token count.*pack_arm_corpus"):
+        phase_budget(bytes_cfg, "full", ArmCorpus(packed=packed))

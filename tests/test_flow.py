@@ -16,7 +16,7 @@ def test_every_step_stores_its_artifacts(tiny_run):
     run, _ = tiny_run
     assert run.successful
     steps = {s.id for s in run}
-    assert steps == {"start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "start_arm",
+    assert steps == {"start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "pack_arm",
                      "cpt_embeddings", "join_embeddings", "start_full", "cpt_full", "join_full", "join_cpt",
                      "sft_lora", "evaluate", "end"}
     assert len(list(run["prepare_shards"])) == 2, "tiny preset: data_workers = 2, 3 shards -> 2 groups"
@@ -43,6 +43,44 @@ def test_cpt_steps_trained(tiny_run):
         assert len(metrics["history"]) >= 1
     trained = [t for t in run["cpt_embeddings"] if t.data.arm != "baseline"]
     assert trained and all(t.data.embeddings_metrics["steps"] == 4 for t in trained)
+
+
+def _loaded_keys(task) -> set[str]:
+    """The references a task's `@model(load=[...])` downloaded (metaflow-checkpoint's task metadata)."""
+    import json
+
+    return set(json.loads(task.metadata_dict.get("loaded-models", '{"keys": []}'))["keys"])
+
+
+def test_each_arm_is_packed_once_and_cpt_trains_on_those_blocks(tiny_run, tmp_path):
+    from metaflow import load_model
+
+    run, _ = tiny_run
+    prepared = run["join_data"].task.data
+    corpus_key, data_key = prepared.corpus["key"], prepared.data["key"]
+    load_model(prepared.data, str(tmp_path / "data"))
+    load_model(prepared.corpus, str(tmp_path / "corpus"))
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == ["train.jsonl"]
+    small = {p.name for p in (tmp_path / "data").iterdir()}
+    assert "train.jsonl" not in small and {"validation.jsonl", "sft_train.jsonl", "sft_validation.jsonl"} <= small
+
+    packs = {t.data.arm: t for t in run["pack_arm"]}
+    assert set(packs) == {"baseline", "extend", "replace"}, "one pack task per arm"
+    assert all(_loaded_keys(t) == {corpus_key} for t in packs.values())
+    assert len({t.data.packed["key"] for t in packs.values()}) == 3, "each arm packs with its own tokenizer"
+    for step in ("cpt_embeddings", "cpt_full"):
+        for task in run[step]:
+            pack = packs[task.data.arm]
+            loaded = _loaded_keys(task)
+            assert pack.data.packed["key"] in loaded and not loaded & {corpus_key, data_key}, (step, loaded)
+            metrics = task.data.full_metrics if step == "cpt_full" else task.data.embeddings_metrics
+            if metrics.get("skipped"):  # baseline's phase 1
+                continue
+            stats = pack.data.pack_stats
+            assert metrics["packed"] == {"blocks": stats["num_blocks"], "tokens": stats["num_tokens"]}
+            assert metrics["corpus_bytes"] == stats["num_bytes"] > 0
+    for step in ("sft_lora", "evaluate"):
+        assert _loaded_keys(run[step].task) == {data_key}, step
 
 
 def test_run_prints_where_results_are(tiny_run):

@@ -23,6 +23,7 @@ from azllm.data.packing import (
     document_position_ids,
     load_blocks,
     pack_corpus,
+    read_packed,
 )
 
 BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
@@ -107,6 +108,23 @@ def test_num_proc_gives_the_same_blocks(tokenizer_dir, tmp_path):
     one = pack_corpus(corpus, tokenizer_dir, block_size=16, cache_root=tmp_path / "a")
     two = pack_corpus(corpus, tokenizer_dir, block_size=16, num_proc=2, cache_root=tmp_path / "b")
     np.testing.assert_array_equal(load_blocks(one), load_blocks(two))
+
+
+def test_read_packed_gives_back_the_packed_directory(tokenizer_dir, tmp_path):
+    """What the CPT steps read from the `packed` reference (a copy of the directory)."""
+    import shutil
+
+    packed = pack_corpus(write_jsonl(tmp_path / "corpus.jsonl", DOCS), tokenizer_dir, block_size=16,
+                         cache_root=tmp_path / "cache")
+    copy = Path(shutil.copytree(packed.path.parent, tmp_path / "loaded"))
+    got = read_packed(copy)
+    assert got.to_dict() == {**packed.to_dict(), "path": str(copy / "blocks.npy")}
+    np.testing.assert_array_equal(load_blocks(got), load_blocks(packed))
+    (copy / "meta.json").write_text(json.dumps({"num_blocks": 1}))
+    with pytest.raises(ValueError, match=r"meta.json lacks \['block_size'.*pack the corpus again"):
+        read_packed(copy)
+    with pytest.raises(FileNotFoundError, match="not written by pack_corpus .*pack_arm step"):
+        read_packed(tmp_path)
 
 
 def test_too_short_corpus_and_missing_eos(tokenizer_dir, tmp_path):

@@ -179,7 +179,9 @@ class CptConfig:
     """auto (bf16 on GPUs that have it, else fp32), bf16 or fp32."""
     select_arm: str = ""
     """Pin the arm used for SFT; empty = lowest validation BPB."""
-    tokenize_num_proc: int = 1
+    tokenize_num_proc: int = 0
+    """Processes tokenizing the corpus in the flow's CPU step `pack_arm` (once per arm, before
+    any GPU step); 0 = the CPUs that step may use (affinity, cgroup quota)."""
     seed: int = 0
     activation_checkpointing: str = "none"
     """none | full (recompute every decoder layer in backward) | selective (torchtitan's op-level
@@ -218,6 +220,9 @@ class CptConfig:
                               f"accepted: {list(AC_MODES)}")
         if self.sharding not in SHARDING_MODES:
             raise ConfigError(f"[cpt] sharding={self.sharding!r}; accepted: {list(SHARDING_MODES)}")
+        if self.tokenize_num_proc < 0:
+            raise ConfigError(f"[cpt] tokenize_num_proc must be >= 0 (0 = every CPU of the step), "
+                              f"got {self.tokenize_num_proc}")
         if self.collective_timeout_s < 60:
             raise ConfigError(f"[cpt] collective_timeout_s must be >= 60 (seconds), got {self.collective_timeout_s}")
         bad = [a for a in self.arms if a not in ARMS]

@@ -25,6 +25,7 @@ Documents share blocks. What is provided against cross-document leakage:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 
 from azllm.config import cache_dir
+from azllm.data.shards import available_cpus
 
 PACK_FORMAT_VERSION = 1
 """Bump when the packed layout changes: old caches are then ignored."""
@@ -137,6 +139,9 @@ def pack_corpus(texts_path: Path, tokenizer_dir: Path, *, block_size: int, num_p
                 cache_root: Path | None = None, text_field: str = "text") -> PackedData:
     """Tokenize ``texts_path`` (one document per JSON line, field ``text_field``) and pack it.
 
+    ``num_proc`` processes tokenize (``datasets.map``); 0 = the CPUs this process may use.
+    The blocks and their ``meta.json`` are one directory (``packed.path.parent``): the flow's
+    ``pack_arm`` step saves it as a reference and the CPT steps read it with :func:`read_packed`.
     Returns the cached result if this tokenizer, data file and block size were packed before.
     Raises ValueError when the corpus has fewer tokens than one block, or the tokenizer has no EOS.
     """
@@ -153,13 +158,11 @@ def pack_corpus(texts_path: Path, tokenizer_dir: Path, *, block_size: int, num_p
     root = Path(cache_root) if cache_root is not None else cache_dir() / "packed"
     target = root / f"{texts_path.name.split('.')[0]}-bs{block_size}-{key}"
     meta_file = target / "meta.json"
-    known = {f.name for f in fields(PackedData)} - {"path", "from_cache"}
     if meta_file.is_file() and (target / "blocks.npy").is_file():
-        meta = json.loads(meta_file.read_text())
-        if known <= set(meta):  # a cache written before a field was added is packed again
-            return PackedData(**{k: v for k, v in meta.items() if k in known}, path=target / "blocks.npy",
-                              from_cache=True)
-        shutil.rmtree(target, ignore_errors=True)
+        try:
+            return dataclasses.replace(read_packed(target), from_cache=True)
+        except ValueError:  # a cache written before a field was added is packed again
+            shutil.rmtree(target, ignore_errors=True)
 
     tokenizer = _tokenizer(str(tokenizer_dir))
     eos_id = tokenizer.eos_token_id
@@ -171,7 +174,7 @@ def pack_corpus(texts_path: Path, tokenizer_dir: Path, *, block_size: int, num_p
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
     try:
         meta = _pack_into(tmp, texts_path, loader, str(tokenizer_dir), text_field=text_field, eos_id=eos_id,
-                          block_size=block_size, num_proc=num_proc)
+                          block_size=block_size, num_proc=num_proc or available_cpus())
         try:
             os.rename(tmp, target)
         except OSError:  # another process packed the same thing first
@@ -233,6 +236,22 @@ def _pack_into(out_dir: Path, texts_path: Path, loader: str, tokenizer_dir: str,
 # ---------------------------------------------------------------------------
 # Reading blocks
 # ---------------------------------------------------------------------------
+
+
+def read_packed(packed_dir: Path | str) -> PackedData:
+    """The :class:`PackedData` of a directory :func:`pack_corpus` wrote (``blocks.npy`` and
+    ``meta.json``), e.g. the flow's ``packed`` reference loaded in a CPT step."""
+    packed_dir = Path(packed_dir)
+    meta_file, blocks = packed_dir / "meta.json", packed_dir / "blocks.npy"
+    if not (meta_file.is_file() and blocks.is_file()):
+        raise FileNotFoundError(f"{packed_dir} has no blocks.npy and meta.json: it was not written by "
+                                "pack_corpus (the flow's pack_arm step)")
+    meta = json.loads(meta_file.read_text())
+    known = {f.name for f in fields(PackedData)} - {"path", "from_cache"}
+    missing = sorted(known - set(meta))
+    if missing:
+        raise ValueError(f"{meta_file} lacks {missing}: written by an older azllm; pack the corpus again")
+    return PackedData(**{k: v for k, v in meta.items() if k in known}, path=blocks)
 
 
 def load_blocks(packed: PackedData | Path | str) -> np.ndarray:

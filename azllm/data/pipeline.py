@@ -1,12 +1,15 @@
 """The data stage: corpus and chat records into one directory the later steps read.
 
-Layout of the directory (saved as one model reference by the flow):
+Layout of the directory:
     train.jsonl, validation.jsonl, [other_domain.jsonl]   {"text": ...} per line
     sft_train.jsonl, sft_validation.jsonl                  {"messages": [...]} per line
 
 The flow fans the corpus out over machines (`plan_data` -> `prepare_shards` per group ->
 `join_data`, see :mod:`azllm.data.corpus`); :func:`prepare_all` runs the same calls on
 one machine, and :func:`join_all` is the join's half.
+
+The flow saves it as two references (`flowutil.save_prepared_data`): `corpus`, train.jsonl
+alone (the tokenizer and pack steps read it), and `data`, the small rest every later step loads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CPT stage of one arm, as the flow's `cpt_embeddings` and `cpt_full` steps run it.
+"""The CPT stage of one arm, as the flow's `pack_arm`, `cpt_embeddings` and `cpt_full` steps run it.
 
 An arm is a vocabulary strategy (baseline | extend | replace). Phase 1 adapts the
 base model to the arm's tokenizer (new rows by FVT) and trains the embeddings and head (and,
@@ -6,8 +6,10 @@ with `train = "embeddings+outer:K"`, the outer decoder layers);
 the baseline arm has no new Azerbaijani tokens, so its phase 1 is a pass-through
 (it only gains rows for chat special tokens its base may lack). Phase 2 trains
 everything. Each phase's steps follow `[cpt] budget` (azllm.train.budget), derived here before
-torchrun starts; its metrics record tokens_seen, bytes_seen and device/GPU-hours. Training
-itself runs in torchrun workers (`azllm.train.cpt_worker`, docs/DESIGN.md §6).
+torchrun starts from the packed corpus's counts; its metrics record tokens_seen, bytes_seen and
+device/GPU-hours. The corpus is tokenized and packed once per arm on CPU (`pack_arm_corpus`, the
+flow's `pack_arm` step); the phases read only those blocks (`ArmCorpus`). Training itself runs in
+torchrun workers (`azllm.train.cpt_worker`, docs/DESIGN.md §6).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from azllm.config import CptConfig, ModelConfig, PipelineConfig
+from azllm.data.packing import PackedData, pack_corpus, read_packed
 from azllm.train.budget import PhaseBudget, plan_phase
 from azllm.train.launcher import TorchrunLayout, check_outer_layers, run_cpt_phase, training_processes_per_node
 from azllm.train.metrics import METRICS_FILE
@@ -49,15 +52,58 @@ def adapt_base_model(model_cfg: ModelConfig, cpt_cfg: CptConfig, *, tokenizer_di
     return stats
 
 
-def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Path, out_dir: Path,
+@dataclass(frozen=True)
+class ArmCorpus:
+    """An arm's training corpus packed with its tokenizer (the flow's CPU step `pack_arm`), with
+    the counts the phase budget divides by: the CPT steps read these, never the raw corpus."""
+
+    packed: PackedData
+    reference_tokens: int | None = None
+    """Packed tokens of the same corpus with the base model's tokenizer; `budget = "bytes"` only."""
+
+    @property
+    def directory(self) -> Path:
+        """`blocks.npy` + `meta.json`: what the flow saves as the arm's `packed` reference."""
+        return self.packed.path.parent
+
+    def stats(self) -> dict:
+        """A small artifact: the packed counts and the budget's reference count."""
+        counts = {k: v for k, v in self.packed.to_dict().items() if k not in ("path", "from_cache")}
+        return {**counts, "reference_tokens": self.reference_tokens}
+
+
+def pack_arm_corpus(cfg: PipelineConfig, *, tokenizer_dir: Path, train_path: Path) -> ArmCorpus:
+    """Tokenize and pack `train_path` with the arm's tokenizer into `cfg.cpt.block_size` blocks
+    (a process pool, `[cpt] tokenize_num_proc`); for `budget = "bytes"` also with the base model's
+    tokenizer, whose token count is the reference (azllm.train.budget). Cached by pack_corpus."""
+    packed = pack_corpus(train_path, tokenizer_dir, block_size=cfg.cpt.block_size,
+                         num_proc=cfg.cpt.tokenize_num_proc)
+    print(f"[pack] {train_path.name}: {packed.num_documents:,} documents, {packed.num_bytes:,} bytes -> "
+          f"{packed.num_tokens:,} tokens, {packed.num_blocks:,} blocks of {packed.block_size}"
+          f"{' (cached)' if packed.from_cache else ''}", flush=True)
+    reference_tokens = None
+    if cfg.cpt.budget == "bytes":
+        from azllm.model.load import materialize_base_model
+
+        reference = pack_corpus(train_path, materialize_base_model(cfg.model), block_size=cfg.cpt.block_size,
+                                num_proc=cfg.cpt.tokenize_num_proc)
+        reference_tokens = reference.num_tokens
+    return ArmCorpus(packed=packed, reference_tokens=reference_tokens)
+
+
+def load_arm_corpus(packed_dir: Path, stats: dict) -> ArmCorpus:
+    """The ArmCorpus of a loaded `packed` reference and its `pack_stats` artifact."""
+    return ArmCorpus(packed=read_packed(packed_dir), reference_tokens=stats.get("reference_tokens"))
+
+
+def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, corpus: ArmCorpus, out_dir: Path,
                resume_from: Path | None, fail_after_step: int | None,
                layout: TorchrunLayout | None) -> ArmPhaseResult:
-    from azllm.data.packing import pack_corpus
-
-    packed = pack_corpus(data_dir / "train.jsonl", model_dir, block_size=cfg.cpt.block_size,
-                         num_proc=cfg.cpt.tokenize_num_proc)
-    budget = phase_budget(cfg, phase, train_path=data_dir / "train.jsonl", arm_tokens=packed.num_tokens,
-                          corpus_bytes=packed.num_bytes)
+    packed = corpus.packed
+    if packed.block_size != cfg.cpt.block_size:
+        raise ValueError(f"{packed.path}: blocks of {packed.block_size} tokens but [cpt] block_size = "
+                         f"{cfg.cpt.block_size}; pack the corpus again with this preset (pack_arm step)")
+    budget = phase_budget(cfg, phase, corpus)
     print(budget.describe(phase), flush=True)
     cpt_cfg = dataclasses.replace(cfg.cpt, **{phase: budget.apply(getattr(cfg.cpt, phase))})
     if layout is None:  # one node, processes from the hardware
@@ -71,21 +117,14 @@ def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, data_dir: Pa
     return ArmPhaseResult(model_dir=result.model_dir, metrics=metrics, tensorboard_dir=result.tensorboard_dir)
 
 
-def phase_budget(cfg: PipelineConfig, phase: str, *, train_path: Path, arm_tokens: int,
-                 corpus_bytes: int) -> PhaseBudget:
-    """This arm's steps for `phase` under `[cpt] budget` (azllm.train.budget). For `bytes` the
-    corpus is also packed with the base model's tokenizer, the baseline arm's (cached by
-    pack_corpus, so once per host and corpus)."""
-    reference_tokens = None
-    if cfg.cpt.budget == "bytes":
-        from azllm.data.packing import pack_corpus
-        from azllm.model.load import materialize_base_model
-
-        reference = pack_corpus(train_path, materialize_base_model(cfg.model), block_size=cfg.cpt.block_size,
-                                num_proc=cfg.cpt.tokenize_num_proc)
-        reference_tokens = reference.num_tokens
-    return plan_phase(getattr(cfg.cpt, phase), cfg.cpt.budget, corpus_bytes=corpus_bytes,
-                      arm_tokens=arm_tokens, reference_tokens=reference_tokens)
+def phase_budget(cfg: PipelineConfig, phase: str, corpus: ArmCorpus) -> PhaseBudget:
+    """This arm's steps for `phase` under `[cpt] budget` (azllm.train.budget), from the packed
+    counts: no corpus is read here."""
+    if cfg.cpt.budget == "bytes" and corpus.reference_tokens is None:
+        raise ValueError("[cpt] budget = 'bytes' needs the base tokenizer's token count of the corpus, which "
+                         "this packed corpus lacks; pack it with pack_arm_corpus under this preset")
+    return plan_phase(getattr(cfg.cpt, phase), cfg.cpt.budget, corpus_bytes=corpus.packed.num_bytes,
+                      arm_tokens=corpus.packed.num_tokens, reference_tokens=corpus.reference_tokens)
 
 
 def phase_work_dir(out_dir: Path) -> Path:
@@ -99,7 +138,7 @@ def metrics_path(out_dir: Path) -> Path:
     return phase_work_dir(out_dir) / METRICS_FILE
 
 
-def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path, data_dir: Path, out_dir: Path,
+def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path, corpus: ArmCorpus, out_dir: Path,
                            resume_from: Path | None = None, fail_after_step: int | None = None,
                            layout: TorchrunLayout | None = None) -> ArmPhaseResult:
     """Phase 1 of `arm`: vocabulary adaptation, then embeddings-only training (not for baseline).
@@ -117,15 +156,15 @@ def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path
         skipped = {"skipped": True, "budget": cfg.cpt.budget, "tokens_seen": 0, "bytes_seen": 0,
                    "device_hours": 0.0, "gpu_hours": 0.0}
         return ArmPhaseResult(model_dir=adapted, metrics={**skipped, "vocab": vocab_stats})
-    result = _run_phase(cfg, "embeddings", model_dir=adapted, data_dir=data_dir, out_dir=out_dir,
+    result = _run_phase(cfg, "embeddings", model_dir=adapted, corpus=corpus, out_dir=out_dir,
                         resume_from=resume_from, fail_after_step=fail_after_step, layout=layout)
     result.metrics["vocab"] = vocab_stats
     return result
 
 
-def train_full_phase(cfg: PipelineConfig, *, init_dir: Path, data_dir: Path, out_dir: Path,
+def train_full_phase(cfg: PipelineConfig, *, init_dir: Path, corpus: ArmCorpus, out_dir: Path,
                      resume_from: Path | None = None, fail_after_step: int | None = None,
                      layout: TorchrunLayout | None = None) -> ArmPhaseResult:
     """Phase 2: every parameter, from the phase-1 model (`layout` as in phase 1)."""
-    return _run_phase(cfg, "full", model_dir=init_dir, data_dir=data_dir, out_dir=out_dir,
+    return _run_phase(cfg, "full", model_dir=init_dir, corpus=corpus, out_dir=out_dir,
                       resume_from=resume_from, fail_after_step=fail_after_step, layout=layout)

@@ -64,7 +64,7 @@ def arm_tokenizer(arm: str, data: Path, given: Path | None, base_model_dir: Path
 def run_cpt(args: argparse.Namespace) -> int:
     from azllm.config import load_pipeline_config
     from azllm.model.load import materialize_base_model
-    from azllm.train.arms import train_embeddings_phase, train_full_phase
+    from azllm.train.arms import pack_arm_corpus, train_embeddings_phase, train_full_phase
     from azllm.train.launcher import TorchrunLayout, check_devices, training_processes_per_node
 
     cfg = load_pipeline_config(args.config)
@@ -75,14 +75,16 @@ def run_cpt(args: argparse.Namespace) -> int:
     phase_out = args.out / args.phase
     if args.phase == "embeddings":
         tokenizer = arm_tokenizer(args.arm, args.data, args.tokenizer, materialize_base_model(cfg.model))
-        result = train_embeddings_phase(cfg, arm=args.arm, tokenizer_dir=tokenizer, data_dir=args.data,
+        corpus = pack_arm_corpus(cfg, tokenizer_dir=tokenizer, train_path=args.data / "train.jsonl")
+        result = train_embeddings_phase(cfg, arm=args.arm, tokenizer_dir=tokenizer, corpus=corpus,
                                         out_dir=phase_out, layout=layout)
     else:
         init = args.out / "embeddings" / ("adapted" if args.arm == "baseline" else "model")
         if not (init / "config.json").is_file():
             raise FileNotFoundError(f"{init} does not exist: run `azllm cpt --phase embeddings --arm {args.arm} "
                                     f"--out {args.out}` first (phase 2 starts from phase 1's model)")
-        result = train_full_phase(cfg, init_dir=init, data_dir=args.data, out_dir=phase_out, layout=layout)
+        corpus = pack_arm_corpus(cfg, tokenizer_dir=init, train_path=args.data / "train.jsonl")  # cached
+        result = train_full_phase(cfg, init_dir=init, corpus=corpus, out_dir=phase_out, layout=layout)
     summary = {k: v for k, v in result.metrics.items() if k != "history"}
     print(json.dumps({"phase": args.phase, "arm": args.arm, "model_dir": str(result.model_dir), **summary},
                      default=str))
