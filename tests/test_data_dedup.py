@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from azllm.config import DataConfig, QualityConfig
@@ -148,3 +149,38 @@ def test_train_shares_no_13_gram_with_the_hash_held_out_validation(tmp_path, ngr
         assert stats["dropped_examples"]["contaminated"]
     else:
         assert overlapping and "contaminated" not in stats["dropped"]
+
+
+@needs_shared
+def test_near_duplicate_index_gives_datasketch_lsh_verdicts():
+    """Our flat banding tables drop exactly the documents datasketch's MinHashLSH (same bands and
+    rows, same confirmation) drops, on real articles and mutated copies of them."""
+    import random
+
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from azllm.data.dedup import NearDuplicates, _jaccard, minhash_signature
+
+    rng = random.Random(0)
+    docs = real_docs(150)
+    texts = list(docs)
+    for text in docs[:100]:  # one word in 50, 10 or 4 changed: near, borderline and far copies
+        words = text.split()
+        every = rng.choice([50, 10, 4])
+        texts.append(" ".join(w if i % every else "dəyişdi" for i, w in enumerate(words)))
+    rng.shuffle(texts)
+    signatures = [minhash_signature(t, 5, 112).astype(np.uint32) for t in texts]
+
+    ours = NearDuplicates(bands=14, rows=8)
+    lsh, kept = MinHashLSH(num_perm=112, params=(14, 8)), {}
+    ours_dropped, reference_dropped = [], []
+    for i, sig in enumerate(signatures):
+        ours_dropped.append(ours.add(i, sig) is not None)
+        mh = LeanMinHash(seed=1, hashvalues=sig, scheme="affine32")
+        dup = any(_jaccard(kept[j], sig) >= 0.7 for j in lsh.query(mh))
+        reference_dropped.append(dup)
+        if not dup:
+            lsh.insert(i, mh)
+            kept[i] = sig
+    assert ours_dropped == reference_dropped
+    assert 20 <= sum(ours_dropped) < 100, sum(ours_dropped)  # the near copies go, the far ones stay
