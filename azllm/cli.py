@@ -4,8 +4,8 @@
     azllm data prepare --config demo --out /tmp/data
     azllm tokenizer train --corpus data/sample/corpus.jsonl --vocab-size 4000 --out /tmp/tok
     azllm tokenizer extend --base smollm2-135m --corpus data/sample/corpus.jsonl --num-tokens 1500 --out /tmp/ext
-    azllm cpt --config demo --phase embeddings --arm extend --data /tmp/data --out /tmp/cpt
-    azllm tokenizer eval --tokenizer llama-3.2 /tmp/tok --data data/sample/corpus.jsonl --json
+    azllm cpt --config demo --phase embeddings --arm baseline --data /tmp/data --out /tmp/cpt
+    azllm tokenizer eval --tokenizer llama-3.2 /tmp/tok/bbpe-4000 --data data/sample/corpus.jsonl --json
     azllm eval bpb --model DIR --tokenizer DIR --data FILE --json
     azllm config show configs/demo.toml
     azllm export --run latest --out /tmp/az-model
