@@ -1,11 +1,12 @@
-"""`azllm cpt`: one CPT phase from the command line, outside Metaflow (docs/DESIGN.md §6).
+r"""`azllm cpt`: one CPT phase from the command line, outside Metaflow (docs/DESIGN.md §6).
 
     azllm data prepare --config configs/tiny.toml --out runs/data
     azllm cpt --config configs/tiny.toml --phase embeddings --arm baseline --data runs/data --out runs/cpt-baseline
     azllm cpt --config configs/tiny.toml --phase full --arm baseline --data runs/data --out runs/cpt-baseline
 
     # the extend arm needs its tokenizer first (default place: DATA/tokenizers/extend)
-    azllm tokenizer extend --base llama-3.2 --corpus runs/data/train.jsonl --num-tokens 300 --out runs/data/tokenizers/extend
+    azllm tokenizer extend --base llama-3.2 --corpus runs/data/train.jsonl --num-tokens 300 \
+        --out runs/data/tokenizers/extend
     azllm cpt --config configs/tiny.toml --phase embeddings --arm extend --data runs/data --out runs/cpt-extend
 
 ``--data`` is a directory written by ``azllm data prepare`` (``train.jsonl`` is what CPT reads).
