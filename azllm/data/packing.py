@@ -135,7 +135,7 @@ def _loader_for(path: Path) -> str:
                      ".parquet, optionally .gz")
 
 
-def _has_content(path: Path) -> bool:
+def has_content(path: Path) -> bool:
     """True once a line with something other than whitespace is seen (a corpus file is read that far)."""
     with open(path, "rb") as f:
         return any(line.strip() for line in f)
@@ -156,7 +156,7 @@ def pack_corpus(texts_path: Path, tokenizer_dir: Path, *, block_size: int, num_p
         raise ValueError(f"block_size must be >= 2, got {block_size}")
     if not texts_path.is_file():
         raise FileNotFoundError(f"corpus file {texts_path} does not exist (written by the data preparation step)")
-    if not _has_content(texts_path):
+    if not has_content(texts_path):
         raise ValueError(f"corpus file {texts_path} is empty: there is nothing to train on; write it again with "
                          "`azllm data prepare --config PRESET --out DIR` (every document may have been filtered out)")
     loader = _loader_for(texts_path)

@@ -48,10 +48,15 @@ def register(subparsers: Any) -> None:
 
 
 def check_data_dir(data: Path) -> None:
+    from azllm.data.packing import has_content
+
     missing = [name for name in DATA_FILES if not (data / name).is_file()]
     if missing:
         raise FileNotFoundError(f"--data {data} has no {', '.join(missing)}: it was not written by "
                                 f"`azllm data prepare`; run `azllm data prepare --config PRESET --out {data}`")
+    if not has_content(data / "train.jsonl"):
+        raise ValueError(f"--data {data}: train.jsonl is empty, there is nothing to train on; write it again with "
+                         f"`azllm data prepare --config PRESET --out {data} --overwrite`")
 
 
 def arm_tokenizer(arm: str, data: Path, given: Path | None, base_model_dir: Path) -> Path:

@@ -38,6 +38,7 @@ from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
 from azllm.train.faults import maybe_fail_after
 from azllm.train.flops import flops_per_token, matmul_params, peak_flops
 from azllm.train.launcher import PhaseSpec, free_port
+from azllm.train.lifetime import die_with_parent
 from azllm.train.metrics import append_record, drop_steps_after
 from azllm.train.parallelize import (
     apply_activation_checkpointing,
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One CPT phase (torchrun worker).")
     parser.add_argument("--spec", required=True, help="PhaseSpec JSON written by run_cpt_phase")
     args = parser.parse_args(argv)
+    die_with_parent()  # torchrun starts workers in their own sessions: die with it, not after it
     train(PhaseSpec.from_json(args.spec))
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from azllm.config import ConfigError, CptConfig, PhaseConfig, section_from_dict
 from azllm.train.faults import TRAIN_ENV_VAR
+from azllm.train.lifetime import parent_death_signal
 from azllm.train.metrics import METRICS_FILE, read_metrics
 
 WORKER_MODULE = "azllm.train.cpt_worker"
@@ -86,7 +87,8 @@ def run_torchrun(cmd: list[str], log_path: str | Path, env: dict[str, str] | Non
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
-                                text=True, errors="replace", bufsize=1)
+                                text=True, errors="replace", bufsize=1,
+                                preexec_fn=parent_death_signal())  # torchrun dies with this process
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
