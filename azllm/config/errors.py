@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 
 class ConfigError(ValueError):
@@ -43,6 +44,10 @@ def describe_failure(error: BaseException) -> str | None:
             return error.strerror  # a sentence of ours, with its own fix
         where = f"{error.filename}: " if error.filename else ""
         return f"{where}{cause}; {fix}"
+    rust_io = re.search(r"\(os error (\d+)\)", str(error))  # tokenizers and safetensors: Rust's io::Error
+    if rust_io and int(rust_io.group(1)) in _OS_FIXES:
+        cause, fix = _OS_FIXES[int(rust_io.group(1))]
+        return f"writing a file failed ({str(error).splitlines()[0][:160]}): {cause}; {fix}"
     if isinstance(error, FileNotFoundError):
         return str(error) if not error.filename else f"{error.filename}: no such file or directory"
     if isinstance(error, (ValueError, KeyError)) and not isinstance(error, UnicodeError):
