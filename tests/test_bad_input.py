@@ -23,7 +23,6 @@ from test_cpt import _cpt, tiny_base  # noqa: F401 - test_cpt's tiny models and 
 
 from azllm.cli import main
 from azllm.config import ConfigError, parse_config_text
-from azllm.config.errors import describe_failure
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.toml"
@@ -184,6 +183,8 @@ def test_tokenizer_extend_refuses_unknown_names_before_any_hub_call(tmp_path, ca
 
 def test_write_failures_are_one_line_naming_the_path_and_fix():
     import errno
+
+    from azllm.config.errors import describe_failure
 
     cases = {errno.EACCES: "permission denied", errno.ENOSPC: "no space left",
              errno.EFBIG: "file too large", errno.EROFS: "read-only filesystem"}
