@@ -465,3 +465,44 @@ def test_resume_with_changed_settings_stops_unless_allowed_then_applies_them(tin
         schedule.step()
     micro = 2  # _cpt's micro_batch_size, one rank
     assert history[6]["tokens"] == 2 * micro * 32 + 4 * micro * 16 == result.metrics["tokens"]
+
+
+# ---------------------------------------------------------------------------
+# The flow's error boundary (azllm.compute.step_errors, put on every step by compute_from_profile)
+# ---------------------------------------------------------------------------
+
+BOUNDARY_FLOW = '''
+from metaflow import FlowSpec, step
+
+from azllm.compute.mutator import compute_from_profile
+
+
+@compute_from_profile
+class BoundaryFlow(FlowSpec):
+    @step
+    def start(self):
+        from azllm.data.pipeline import plan_all
+        from azllm.config import DataConfig
+
+        plan_all(DataConfig(sft_train="/no/such/sft.jsonl"), "/tmp/unused-plan", 1)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    BoundaryFlow()
+'''
+
+
+def test_an_expected_failure_in_a_flow_step_is_one_line_not_a_traceback(tmp_path):
+    flow = tmp_path / "boundary_flow.py"
+    flow.write_text(BOUNDARY_FLOW, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(flow), "--no-pylint", "run"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "step start: " in output and "/no/such/sft.jsonl" in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]

@@ -11,6 +11,11 @@ class ConfigError(ValueError):
     """A preset is wrong; the message names the key and what is accepted."""
 
 
+class ReportedFailure(RuntimeError):
+    """A failure already reported where it happened (torchrun workers print theirs, and the log
+    keeps it): its first line, naming the log, is all the boundary adds; no launcher traceback."""
+
+
 def check_fraction(key: str, value: float, *, allow_zero: bool) -> None:
     low_ok = value >= 0 if allow_zero else value > 0
     if not (low_ok and value < 1):
@@ -55,6 +60,8 @@ def describe_failure(error: BaseException) -> str | None:
     if isinstance(error, RuntimeError) and any(m in str(error) for m in _SAVE_FAILURE_MARKERS):
         return (f"writing a file failed ({str(error).splitlines()[0][:160]}): the disk is probably full or the "
                 "file-size limit was reached; free space or raise the limit (ulimit -f) and run again")
+    if isinstance(error, ReportedFailure):
+        return str(error).splitlines()[0] + " (its output is above)"
     return None
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import ConfigError, CptConfig, PhaseConfig, section_from_dict
+from azllm.config.errors import ReportedFailure
 from azllm.train.faults import TRAIN_ENV_VAR
 from azllm.train.lifetime import parent_death_signal
 from azllm.train.metrics import METRICS_FILE, read_metrics
@@ -37,8 +38,8 @@ DEFAULT_MASTER_PORT = 29500
 """Rendezvous port on the main node for multi-node runs (torchrun's own default)."""
 
 
-class WorkerError(RuntimeError):
-    """torchrun workers exited non-zero; the message carries the tail of their log."""
+class WorkerError(ReportedFailure):
+    """torchrun workers exited non-zero; the message carries the tail of their log (a RuntimeError)."""
 
 
 def torchrun_command(module: str, args: list[str], *, nproc_per_node: int, nnodes: int = 1,
