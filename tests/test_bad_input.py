@@ -317,6 +317,9 @@ def test_cpt_on_an_empty_train_file_and_phase_two_first_say_what_to_run(tmp_path
     rc, _, err = _run(capsys, *base, "--phase", "embeddings")
     assert rc == 2 and "train.jsonl is empty" in _one_line_error(err)
     (data / "train.jsonl").write_text('{"text": "Salam"}\n')
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = _run(capsys, *base[:-4], "--out", tmp_path / "afile", "--nproc", "1", "--phase", "full")
+    assert rc == 2 and "--out" in _one_line_error(err) and "is a file" in err
     rc, _, err = _run(capsys, *base, "--phase", "full")
     line = _one_line_error(err)
     assert rc == 2 and f"--config {TINY} --phase embeddings --arm baseline --data {data}" in line
