@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from azllm.config.paths import check_output_dir
 from azllm.model_card import run_tags
 from azllm.runs import PartDirs, RunParts, branch_of, fetch_parts, find_run, run_config, run_parts
 
@@ -59,12 +60,8 @@ class ExportResult:
 
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty `out` before any work is done, unless asked to replace it."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; pass a directory path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it, or choose "
-                         "another directory")
+    """Refuse a non-empty `out` before any work is done, unless asked to replace it (the shared rule)."""
+    check_output_dir(out, overwrite=overwrite)
 
 
 def merged_model(model_dir: Path, adapter_dir: Path | None, dtype: str):

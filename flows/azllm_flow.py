@@ -63,13 +63,14 @@ class AzLLMFlow(FlowSpec):
     @model
     @step
     def plan_data(self):
-        """Filter the evaluation text; cut the corpus into shards, the shards into one group per data worker."""
-        from azllm.data.corpus import plan_corpus
+        """Check the chat records; filter the evaluation text; cut the corpus into shards, the shards into one
+        group per data worker."""
+        from azllm.data.pipeline import plan_all
         from azllm.flowutil import begin_step, save_dir
 
         cfg = begin_step("plan_data", self.config)
         with save_dir("data-plan") as out:
-            plan = plan_corpus(cfg.data, out, cfg.compute.data_workers)
+            plan = plan_all(cfg.data, out, cfg.compute.data_workers)
             self.data_plan = current.model.save(str(out), label="data_plan", storage_format="files")
         self.data_groups = list(range(plan.num_groups))
         self.next(self.prepare_shards, foreach="data_groups")

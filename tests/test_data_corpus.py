@@ -203,7 +203,9 @@ def test_cli_stats_json(tmp_path, capsys):
 
 
 def test_cli_stats_error_exit_code(tmp_path, capsys):
-    assert run_cli(["data", "stats", str(tmp_path / "missing.jsonl")]) == 2
+    from azllm.cli import main  # the one error boundary: bad input is one line on stderr, exit 2
+
+    assert main(["data", "stats", str(tmp_path / "missing.jsonl")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
 
 

@@ -9,6 +9,8 @@ The flow file never names capacity: ``@compute_from_profile`` on the flow class 
     @retry(times)                                          when retries > 0
     @secrets(sources)                                      when the profile names secrets
 
+and every step (local ones too) the error boundary ``expected_failures`` (azllm.compute.step_errors).
+
 A local step gets nothing but ``@retry`` and ``@secrets`` (when asked for), so the ``local`` profile runs
 on a laptop with no cloud configuration. The plan is a pure function
 (:func:`compute_plan`), so tests check it without building a flow:
@@ -25,6 +27,7 @@ from typing import Any
 from metaflow import FlowMutator
 
 from azllm.compute.profile import GPU_TYPES, ComputeProfile, StepCompute, load_compute_profile
+from azllm.compute.step_errors import expected_failures
 
 Decorators = list[tuple[str, dict[str, Any]]]
 
@@ -85,10 +88,12 @@ class compute_from_profile(FlowMutator):  # noqa: N801 - used as a decorator
 
         from azllm.config import ConfigError
 
+        steps = dict(mutable_flow.steps)
+        for mutable_step in steps.values():  # one line for an expected failure (azllm.compute.step_errors)
+            mutable_step.add_decorator(expected_failures, duplicates=mutable_step.IGNORE)
         cfg = dict(mutable_flow.configs).get("config")
         if cfg is None:
             return
-        steps = dict(mutable_flow.steps)
         parallel = {name for name, step in steps.items() if step.has_decorator("parallel")}
         try:
             plan = compute_plan(load_compute_profile(cfg["compute"]["profile"]), list(steps), parallel)

@@ -152,9 +152,12 @@ class DataConfig:
         for key in ("minhash_ngram", "minhash_bands", "minhash_rows", "langid_chars"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"[data] {key} must be >= 1, got {getattr(self, key)}")
-        for key in ("num_workers", "max_validation_documents", "decontaminate_ngram"):
+        for key in ("num_workers", "max_validation_documents", "decontaminate_ngram", "min_chars", "max_documents",
+                    "seed"):
             if getattr(self, key) < 0:
-                raise ConfigError(f"[data] {key} must be >= 0 (0 = {'auto' if key == 'num_workers' else 'off'}), "
+                note = {"num_workers": " (0 = auto)", "max_validation_documents": " (0 = off)",
+                        "max_documents": " (0 = all)", "decontaminate_ngram": " (0 = off)"}.get(key, "")
+                raise ConfigError(f"[data] {key} must be >= 0{note}, "
                                   f"got {getattr(self, key)}")
         if self.langid_backend not in ("py3langid", "lingua"):
             raise ConfigError(f"[data] langid_backend={self.langid_backend!r}; accepted: py3langid, lingua")

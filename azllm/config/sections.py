@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from azllm.config.data import DataConfig
-from azllm.config.errors import ConfigError
+from azllm.config.errors import ConfigError, check_at_least
 
 ARMS = ("baseline", "extend", "replace")
 INIT_METHODS = ("fvt", "mean", "random")
@@ -84,6 +84,14 @@ class TinyModelConfig:
     max_position_embeddings: int = 512
     tie_word_embeddings: bool = True
 
+    def __post_init__(self) -> None:
+        check_at_least("model.tiny", self, 1, "hidden_size", "intermediate_size", "num_hidden_layers",
+                       "num_attention_heads", "num_key_value_heads", "max_position_embeddings")
+        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
+            raise ConfigError(f"[model.tiny] need hidden_size ({self.hidden_size}) divisible by num_attention_heads "
+                              f"({self.num_attention_heads}), and that by num_key_value_heads "
+                              f"({self.num_key_value_heads})")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
@@ -100,6 +108,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"[model] dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        check_at_least("model", self, 0, "seed")
         if self.name == "tiny-random" and not self.tokenizer:
             raise ConfigError("[model] name='tiny-random' has no tokenizer of its own: set model.tokenizer "
                               "(e.g. 'llama-3.2')")
@@ -148,6 +157,15 @@ class PhaseConfig:
                 raise ConfigError(f"phase {name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"phase lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"phase min_lr_ratio must be in [0, 1] (the cosine ends at lr x min_lr_ratio), "
+                              f"got {self.min_lr_ratio}")
+        if self.max_grad_norm <= 0:
+            raise ConfigError(f"phase max_grad_norm must be > 0, got {self.max_grad_norm}")
+        for name, low, note in (("save_every_steps", 0, " (0 = only at the end)"), ("log_every_steps", 1, ""),
+                                ("weight_decay", 0, "")):
+            if getattr(self, name) < low:
+                raise ConfigError(f"phase {name} must be >= {low}{note}, got {getattr(self, name)}")
         if not 0 <= self.warmup_steps < self.max_steps:
             raise ConfigError(f"phase warmup_steps must be in [0, max_steps={self.max_steps}), "
                               f"got {self.warmup_steps}")
@@ -205,6 +223,12 @@ class CptConfig:
     (steps = round(max_steps x arm_tokens / baseline_tokens) over the same corpus;
     azllm.train.budget). Derived before torchrun starts and printed."""
 
+    allow_config_change_on_resume: bool = False
+    """Rerunning a phase resumes its newest checkpoint only with the training settings it was saved
+    with (the phase's section, block_size, seed); a changed one stops the run before loading and
+    names the fields. true: resume anyway with the new settings, applied from the resumed step on
+    (learning rates and schedule included), and recorded in metrics.jsonl's `resume` event."""
+
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
             raise ConfigError(f"[cpt] budget={self.budget!r}; accepted: {list(BUDGETS)}")
@@ -238,6 +262,8 @@ class CptConfig:
             raise ConfigError(f"[cpt] select_arm={self.select_arm!r} is not one of arms {list(self.arms)}")
         if self.block_size < 8:
             raise ConfigError(f"[cpt] block_size must be >= 8, got {self.block_size}")
+        check_at_least("cpt", self, 1, "pad_to_multiple_of")
+        check_at_least("cpt", self, 0, "seed")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,6 +280,8 @@ class LoraConfig:
             raise ConfigError(f"[sft.lora] rank must be > 0, got {self.rank}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"[sft.lora] dropout must be in [0, 1), got {self.dropout}")
+        if self.alpha <= 0:
+            raise ConfigError(f"[sft.lora] alpha must be > 0, got {self.alpha}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,6 +309,13 @@ class SftConfig:
             raise ConfigError(f"[sft] max_length must be >= 16, got {self.max_length}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ConfigError(f"[sft] max_steps must be > 0 or -1 (use num_epochs), got {self.max_steps}")
+        for name in ("lr", "num_epochs"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[sft] {name} must be > 0, got {getattr(self, name)}")
+        check_at_least("sft", self, 1, "micro_batch_size", "grad_accum_steps")
+        check_at_least("sft", self, 0, "save_steps", "seed", note="0 = only at the end / seed 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"[sft] warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 DEFAULT_PROMPTS = (
@@ -309,6 +344,7 @@ class EvalConfig:
         if self.batch_size < 1:
             raise ConfigError(f"[eval] batch_size must be >= 1 (1 = one window per forward pass), "
                               f"got {self.batch_size}")
+        check_at_least("eval", self, 0, "max_bpb_documents", "max_sft_questions", note="0 = all / none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,6 +363,7 @@ class ComputeConfig:
         if self.data_workers < 1:
             raise ConfigError(f"[compute] data_workers must be >= 1 (1 = prepare the corpus in one task), "
                               f"got {self.data_workers}")
+        check_at_least("compute", self, 1, "nproc_per_node", note="training processes per node")
 
 
 @dataclass(frozen=True, kw_only=True)

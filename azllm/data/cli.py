@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
-
-from azllm.data.readers import DataError
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +25,8 @@ def register(subparsers: Any) -> None:
 
     prepare = commands.add_parser("prepare", help="write train/validation JSONL and SFT splits from a preset")
     prepare.add_argument("--config", default="configs/demo.toml", help="preset path or name (default: demo)")
-    prepare.add_argument("--out", required=True, type=Path, help="output directory")
+    prepare.add_argument("--out", required=True, type=Path, help="output directory (absent or empty)")
+    prepare.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     prepare.set_defaults(func=run_prepare)
 
 
@@ -36,11 +34,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from azllm.data.readers import iter_documents
     from azllm.data.stats import corpus_stats, describe_stats
 
-    try:
-        stats = describe_stats(corpus_stats(iter_documents(args.path, text_field=args.text_field)))
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    stats = describe_stats(corpus_stats(iter_documents(args.path, text_field=args.text_field)))
     if args.json:
         print(json.dumps({"path": args.path, **stats}))
     else:
@@ -50,16 +44,13 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from azllm.config import ConfigError, load_pipeline_config
-    from azllm.data.corpus import prepare_corpus
-    from azllm.data.sft import prepare_sft
+    from azllm.config import load_pipeline_config
+    from azllm.config.paths import check_output_dir, staged_dir
+    from azllm.data.pipeline import prepare_all
 
-    try:
-        cfg = load_pipeline_config(args.config).data
-        corpus = prepare_corpus(cfg, args.out)
-        sft = prepare_sft(cfg, args.out)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"corpus": corpus.stats, "sft": sft.stats}, indent=2, ensure_ascii=False))
+    cfg = load_pipeline_config(args.config).data
+    check_output_dir(args.out, overwrite=args.overwrite)
+    with staged_dir(args.out) as tmp:  # complete or absent; --overwrite leaves no stale file
+        stats = prepare_all(cfg, tmp)
+    print(json.dumps(stats, indent=2, ensure_ascii=False))
     return 0

@@ -135,6 +135,12 @@ def _loader_for(path: Path) -> str:
                      ".parquet, optionally .gz")
 
 
+def has_content(path: Path) -> bool:
+    """True once a line with something other than whitespace is seen (a corpus file is read that far)."""
+    with open(path, "rb") as f:
+        return any(line.strip() for line in f)
+
+
 def pack_corpus(texts_path: Path, tokenizer_dir: Path, *, block_size: int, num_proc: int = 1,
                 cache_root: Path | None = None, text_field: str = "text") -> PackedData:
     """Tokenize ``texts_path`` (one document per JSON line, field ``text_field``) and pack it.
@@ -150,6 +156,9 @@ def pack_corpus(texts_path: Path, tokenizer_dir: Path, *, block_size: int, num_p
         raise ValueError(f"block_size must be >= 2, got {block_size}")
     if not texts_path.is_file():
         raise FileNotFoundError(f"corpus file {texts_path} does not exist (written by the data preparation step)")
+    if not has_content(texts_path):
+        raise ValueError(f"corpus file {texts_path} is empty: there is nothing to train on; write it again with "
+                         "`azllm data prepare --config PRESET --out DIR` (every document may have been filtered out)")
     loader = _loader_for(texts_path)
     if loader == "text":
         text_field = "text"

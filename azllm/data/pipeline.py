@@ -22,11 +22,25 @@ from azllm.config import DataConfig
 def prepare_all(cfg: DataConfig, out_dir: Path, num_groups: int = 1) -> dict:
     """Prepare corpus and chat records; return their statistics (a small artifact).
 
-    One machine: plan, every group, join (`num_groups` changes nothing in the output).
+    One machine: the chat records are read and checked first (a broken ``sft_train`` stops
+    here, with nothing written), then plan, every group, join (`num_groups` changes nothing
+    in the output).
     """
     from azllm.data.corpus import prepare_corpus
+    from azllm.data.sft import prepare_sft, read_sft
 
-    return _with_sft(cfg, prepare_corpus(cfg, out_dir, num_groups=num_groups).stats, out_dir)
+    splits = read_sft(cfg)
+    corpus = prepare_corpus(cfg, out_dir, num_groups=num_groups)
+    return {"corpus": corpus.stats, "sft": prepare_sft(cfg, out_dir, splits).stats}
+
+
+def plan_all(cfg: DataConfig, plan_dir: Path, num_groups: int):
+    """The fan-out's first half: check the chat records (before any corpus work), then plan the corpus."""
+    from azllm.data.corpus import plan_corpus
+    from azllm.data.sft import read_sft
+
+    read_sft(cfg)
+    return plan_corpus(cfg, plan_dir, num_groups)
 
 
 def join_all(cfg: DataConfig, plan_dir: Path, group_dirs: list[Path], out_dir: Path) -> dict:

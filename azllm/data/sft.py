@@ -77,9 +77,23 @@ def read_chat_messages(source: str | Path) -> list[Messages]:
             for r in read_chat_records(str(source))]
 
 
-def prepare_sft(cfg: DataConfig, out_dir: Path) -> PreparedSft:
-    """Write `sft_train.jsonl` and `sft_validation.jsonl` into `out_dir` (atomically)."""
-    out_dir = Path(out_dir)
+@dataclass(frozen=True)
+class SftSplits:
+    """Validated, deduplicated chat records split into train and validation (nothing written yet)."""
+
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    bad: BadLines
+    overlap: int
+    """Train records dropped because the validation file holds them too."""
+
+
+def read_sft(cfg: DataConfig) -> SftSplits:
+    """Read, validate, dedup and split the chat records: DataError naming the file and line.
+
+    Called before the corpus work (``azllm.data.pipeline``), so a missing or broken ``sft_train``
+    stops the data stage before anything is written.
+    """
     bad = BadLines()
     train = _dedup(_read(cfg.sft_train, cfg, bad))
     if cfg.sft_validation:
@@ -94,13 +108,22 @@ def prepare_sft(cfg: DataConfig, out_dir: Path) -> PreparedSft:
         raise DataError(f"SFT data too small: {len(train)} train and {len(validation)} validation records "
                         f"from {cfg.sft_train!r}{' and ' + repr(cfg.sft_validation) if cfg.sft_validation else ''}; "
                         "need at least one of each")
+    return SftSplits(train, validation, bad, overlap)
+
+
+def prepare_sft(cfg: DataConfig, out_dir: Path, splits: SftSplits | None = None) -> PreparedSft:
+    """Write `sft_train.jsonl` and `sft_validation.jsonl` into `out_dir` (atomically); ``splits``
+    from :func:`read_sft` if already read."""
+    out_dir = Path(out_dir)
+    splits = splits or read_sft(cfg)
+    train, validation, bad = splits.train, splits.validation, splits.bad
     names = ["sft_train.jsonl", "sft_validation.jsonl"]
     with AtomicJsonl(out_dir, names) as out:
         for name, records in zip(names, (train, validation)):
             for r in records:
                 out.write(name, r)
     stats = {"train": _split_stats(train), "validation": _split_stats(validation),
-             "dropped": {"bad_lines": bad.count, "validation_overlap": overlap},
+             "dropped": {"bad_lines": bad.count, "validation_overlap": splits.overlap},
              "bad_line_examples": list(bad.examples)}
     return PreparedSft(out_dir / names[0], out_dir / names[1], stats)
 

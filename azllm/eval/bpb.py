@@ -91,6 +91,9 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
         if max_documents and num_documents >= max_documents:
             break
 
+    if not num_documents:
+        raise ValueError(f"no document to score: all {len(texts)} texts are empty (or a single token); "
+                         "BPB needs at least one non-empty text")
     # -- score ------------------------------------------------------------------
     was_training = model.training
     model.eval()
@@ -124,7 +127,7 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
         total_tokens += int((targets != -100).sum())
     if was_training:
         model.train()
-    bpb = total_nats / (math.log(2) * num_bytes) if num_bytes else float("nan")
+    bpb = total_nats / (math.log(2) * num_bytes)
     return {"bpb": bpb, "nats": total_nats, "bytes": num_bytes, "tokens": total_tokens,
             "documents": num_documents}
 

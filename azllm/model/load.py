@@ -114,8 +114,8 @@ def load_model(path: str | Path, *, dtype: str = "float32", attn_implementation:
         raise ValueError(f"dtype={dtype!r}; accepted: {list(_DTYPES)}")
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} has no config.json: resolve it first with resolve_model_dir / "
-                                "materialize_base_model")
+        raise FileNotFoundError(f"{path} has no config.json, so it is not a model directory; pass a directory "
+                                "written by `azllm cpt` (OUT/PHASE/model) or `azllm export`, or an HF model directory")
     on_accelerator = device is not None and device != "cpu"
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -21,27 +22,39 @@ def _iter_corpus(paths: Sequence[str]) -> Iterator[str]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from azllm.config.paths import check_output_dir, staged_dir
     from azllm.tokenizer.train import train_sweep
 
-    results = train_sweep(lambda: _iter_corpus(args.corpus), args.vocab_size,
-                          min_frequency=args.min_frequency, out_dir=Path(args.out))
+    out = Path(args.out)
+    check_output_dir(out, overwrite=args.overwrite)
+    with staged_dir(out) as tmp:
+        results = train_sweep(lambda: _iter_corpus(args.corpus), args.vocab_size,
+                              min_frequency=args.min_frequency, out_dir=tmp)
     for r in results:
-        print(json.dumps({"path": str(r.path), "vocab_size": r.vocab_size,
+        path = out / r.path.name
+        print(json.dumps({"path": str(path), "vocab_size": r.vocab_size,
                           "requested_vocab_size": r.requested_vocab_size}))
+        if r.vocab_size < r.requested_vocab_size:
+            print(f"azllm tokenizer train: note: {path} holds {r.vocab_size:,} tokens, not the "
+                  f"{r.requested_vocab_size:,} requested: the corpus has no more pairs to merge (a larger "
+                  "corpus or a lower --min-frequency gives more)", file=sys.stderr)
     return 0
 
 
 def _extend(args: argparse.Namespace) -> int:
+    from azllm.config.paths import check_output_dir, staged_dir
     from azllm.tokenizer.extend import new_token_ids
     from azllm.tokenizer.load import load_tokenizer
     from azllm.tokenizer.strategies import build_arm_tokenizer
 
+    out_dir = Path(args.out)
+    check_output_dir(out_dir, overwrite=args.overwrite)
     base = load_tokenizer(args.base)
-    out = build_arm_tokenizer("extend", base=base, new=None, corpus=_iter_corpus(args.corpus),
-                              num_new_tokens=args.num_tokens, min_frequency=args.min_frequency,
-                              out_dir=Path(args.out))
-    tok = load_tokenizer(out)
-    print(json.dumps({"path": str(out), "base": args.base, "base_vocab_size": len(base),
+    with staged_dir(out_dir) as tmp:
+        build_arm_tokenizer("extend", base=base, new=None, corpus=_iter_corpus(args.corpus),
+                            num_new_tokens=args.num_tokens, min_frequency=args.min_frequency, out_dir=tmp)
+    tok = load_tokenizer(out_dir)
+    print(json.dumps({"path": str(out_dir), "base": args.base, "base_vocab_size": len(base),
                       "new_tokens": len(new_token_ids(tok, base)), "vocab_size": len(tok)}))
     return 0
 
@@ -72,7 +85,8 @@ def register(subparsers) -> None:
     t.add_argument("--vocab-size", nargs="+", type=int, required=True,
                    help="vocabulary size(s), Llama 3's 256 special tokens included; one directory each")
     t.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge (default 2)")
-    t.add_argument("--out", required=True, help="output directory; each size goes to OUT/bbpe-SIZE")
+    t.add_argument("--out", required=True, help="output directory (absent or empty); each size goes to OUT/bbpe-SIZE")
+    t.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     t.set_defaults(func=_train)
 
     x = sub.add_parser("extend", help="continued BPE: new merges over a base tokenizer's own segmentation")
@@ -82,7 +96,8 @@ def register(subparsers) -> None:
                    help="files, directories or globs of .jsonl (text field 'text'), .txt or .parquet")
     x.add_argument("--num-tokens", type=int, required=True, help="new tokens to append (0 = all the corpus supports)")
     x.add_argument("--min-frequency", type=int, default=2, help="minimum pair count for a merge (default 2)")
-    x.add_argument("--out", required=True, help="output tokenizer directory")
+    x.add_argument("--out", required=True, help="output tokenizer directory (absent or empty)")
+    x.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     x.set_defaults(func=_extend)
 
     e = sub.add_parser("eval", help="fertility, bytes per token and context capacity on a corpus")

@@ -20,6 +20,12 @@ def _builtin_models() -> tuple[str, ...]:
     return tuple(BUILTIN_MODELS)
 
 
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def _from_dir(path: Path) -> PreTrainedTokenizerFast:
     try:
         return AutoTokenizer.from_pretrained(str(path))
@@ -51,6 +57,12 @@ def load_tokenizer(name_or_dir: str | Path) -> PreTrainedTokenizerFast:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ValueError(f"tokenizer directory {name} does not exist; pass 'llama-3.2', a builtin model "
                          f"({', '.join(_builtin_models())}), a saved tokenizer directory or a hub id")
+    if name.count("/") != 1 or _hub_offline():  # decided here, before any hub call and its retry lines
+        why = ("the Hugging Face hub is switched off here (HF_HUB_OFFLINE)" if name.count("/") == 1
+               else "it is not a local directory nor a known name, and hub ids have the form OWNER/NAME")
+        raise ValueError(f"cannot load tokenizer {name!r}: {why}. Use 'llama-3.2', a builtin model "
+                         f"({', '.join(_builtin_models())}), an existing tokenizer directory or a hub id "
+                         "(OWNER/NAME, with network)")
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as e:

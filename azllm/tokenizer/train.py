@@ -23,9 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +31,7 @@ from tokenizers import Tokenizer, decoders, trainers
 from tokenizers.models import BPE
 from tokenizers.pre_tokenizers import ByteLevel
 
+from azllm.config.paths import staged_dir
 from azllm.tokenizer.llama3 import (
     NUM_SPECIAL_TOKENS,
     add_llama3_specials,
@@ -126,12 +124,8 @@ def _save(tok: Tokenizer, *, requested: int, out_dir: Path, what: str) -> Traine
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "tokenizer.json").is_file():
         raise ValueError(f"{out_dir} exists and holds something other than a tokenizer; "
                          "give an empty or new directory (a tokenizer directory is replaced)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    wrap_llama3_style(tok).save_pretrained(str(tmp))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with staged_dir(out_dir) as tmp:  # ordinary permissions, replaces a tokenizer directory
+        wrap_llama3_style(tok).save_pretrained(str(tmp))
     log.info("%s a %d-token BPE -> %s", what, reached, out_dir)
     return TrainedTokenizer(path=out_dir, vocab_size=reached, requested_vocab_size=requested)
 

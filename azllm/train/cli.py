@@ -1,8 +1,13 @@
-"""`azllm cpt`: one CPT phase from the command line, outside Metaflow (docs/DESIGN.md §6).
+r"""`azllm cpt`: one CPT phase from the command line, outside Metaflow (docs/DESIGN.md §6).
 
     azllm data prepare --config configs/tiny.toml --out runs/data
+    azllm cpt --config configs/tiny.toml --phase embeddings --arm baseline --data runs/data --out runs/cpt-baseline
+    azllm cpt --config configs/tiny.toml --phase full --arm baseline --data runs/data --out runs/cpt-baseline
+
+    # the extend arm needs its tokenizer first (default place: DATA/tokenizers/extend)
+    azllm tokenizer extend --base llama-3.2 --corpus runs/data/train.jsonl --num-tokens 300 \
+        --out runs/data/tokenizers/extend
     azllm cpt --config configs/tiny.toml --phase embeddings --arm extend --data runs/data --out runs/cpt-extend
-    azllm cpt --config configs/tiny.toml --phase full --arm extend --data runs/data --out runs/cpt-extend
 
 ``--data`` is a directory written by ``azllm data prepare`` (``train.jsonl`` is what CPT reads).
 The arm's tokenizer is ``--tokenizer DIR``, by default ``DATA/tokenizers/ARM`` (a Hugging Face
@@ -43,10 +48,15 @@ def register(subparsers: Any) -> None:
 
 
 def check_data_dir(data: Path) -> None:
+    from azllm.data.packing import has_content
+
     missing = [name for name in DATA_FILES if not (data / name).is_file()]
     if missing:
         raise FileNotFoundError(f"--data {data} has no {', '.join(missing)}: it was not written by "
                                 f"`azllm data prepare`; run `azllm data prepare --config PRESET --out {data}`")
+    if not has_content(data / "train.jsonl"):
+        raise ValueError(f"--data {data}: train.jsonl is empty, there is nothing to train on; write it again with "
+                         f"`azllm data prepare --config PRESET --out {data} --overwrite`")
 
 
 def arm_tokenizer(arm: str, data: Path, given: Path | None, base_model_dir: Path) -> Path:
@@ -63,26 +73,33 @@ def arm_tokenizer(arm: str, data: Path, given: Path | None, base_model_dir: Path
 
 def run_cpt(args: argparse.Namespace) -> int:
     from azllm.config import load_pipeline_config
+    from azllm.config.paths import check_output_dir
     from azllm.model.load import materialize_base_model
     from azllm.train.arms import pack_arm_corpus, train_embeddings_phase, train_full_phase
-    from azllm.train.launcher import TorchrunLayout, check_devices, training_processes_per_node
+    from azllm.train.launcher import TorchrunLayout, check_block_size, check_devices, training_processes_per_node
 
     cfg = load_pipeline_config(args.config)
     nproc = args.nproc if args.nproc is not None else training_processes_per_node(0, cfg.compute.nproc_per_node)
     check_devices(cfg.cpt.mixed_precision, nproc)
     check_data_dir(args.data)
+    check_output_dir(args.out, overwrite=True)  # a file or an unwritable place; a used --out is resumed, not refused
     layout = TorchrunLayout(nproc_per_node=nproc)
     phase_out = args.out / args.phase
     if args.phase == "embeddings":
-        tokenizer = arm_tokenizer(args.arm, args.data, args.tokenizer, materialize_base_model(cfg.model))
+        base = materialize_base_model(cfg.model)
+        check_block_size(cfg.cpt.block_size, base)  # before tokenizing: the packing would be wasted
+        tokenizer = arm_tokenizer(args.arm, args.data, args.tokenizer, base)
         corpus = pack_arm_corpus(cfg, tokenizer_dir=tokenizer, train_path=args.data / "train.jsonl")
         result = train_embeddings_phase(cfg, arm=args.arm, tokenizer_dir=tokenizer, corpus=corpus,
                                         out_dir=phase_out, layout=layout)
     else:
         init = args.out / "embeddings" / ("adapted" if args.arm == "baseline" else "model")
         if not (init / "config.json").is_file():
-            raise FileNotFoundError(f"{init} does not exist: run `azllm cpt --phase embeddings --arm {args.arm} "
-                                    f"--out {args.out}` first (phase 2 starts from phase 1's model)")
+            raise FileNotFoundError(f"{init} does not exist: run `azllm cpt --config {args.config} --phase embeddings "
+                                    f"--arm {args.arm} --data {args.data} --out {args.out}"
+                                    f"{f' --tokenizer {args.tokenizer}' if args.tokenizer else ''}` first "
+                                    "(phase 2 starts from phase 1's model)")
+        check_block_size(cfg.cpt.block_size, init)
         corpus = pack_arm_corpus(cfg, tokenizer_dir=init, train_path=args.data / "train.jsonl")  # cached
         result = train_full_phase(cfg, init_dir=init, corpus=corpus, out_dir=phase_out, layout=layout)
     summary = {k: v for k, v in result.metrics.items() if k != "history"}

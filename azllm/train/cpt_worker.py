@@ -31,13 +31,15 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from azllm.config import ConfigError
 from azllm.model.kernels import apply_liger
-from azllm.train import checkpointing
+from azllm.train import checkpointing, resume
 from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
 from azllm.train.faults import maybe_fail_after
 from azllm.train.flops import flops_per_token, matmul_params, peak_flops
 from azllm.train.launcher import PhaseSpec, free_port
-from azllm.train.metrics import append_record
+from azllm.train.lifetime import die_with_parent
+from azllm.train.metrics import append_record, drop_steps_after
 from azllm.train.parallelize import (
     apply_activation_checkpointing,
     apply_compile,
@@ -141,6 +143,8 @@ def train(spec: PhaseSpec) -> None:
         scheduler = get_cosine_with_min_lr_schedule_with_warmup(
             optimizer, num_warmup_steps=tc.warmup_steps, num_training_steps=tc.max_steps,
             min_lr_rate=tc.min_lr_ratio)
+        this_run = ([g["initial_lr"] for g in optimizer.param_groups],
+                    [g["weight_decay"] for g in optimizer.param_groups])  # a checkpoint's load replaces them
 
         # -------------------------------------------------------------------
         # Data
@@ -153,14 +157,23 @@ def train(spec: PhaseSpec) -> None:
         peak = peak_flops(device)
 
         # -------------------------------------------------------------------
-        # Resume: the newest checkpoint complete on every rank's view of the directory
-        start_step = 0
+        # Resume: the newest checkpoint complete on every rank's view of the directory, with the
+        # settings it was saved with unless the preset allows a change (azllm.train.resume)
+        start_step, tokens_seen, changes = 0, 0, {}
+        settings = resume.training_settings(spec.phase, tc, block_size=seq_len, seed=spec.seed)
         resumed_from = checkpointing.agreed_latest_checkpoint(ckpt_dir, device=device)
         if resumed_from is not None:
+            changes = resume.settings_changes(resume.saved_settings(resumed_from), settings)
+            if changes and not spec.allow_config_change_on_resume:
+                raise ConfigError(f"{resumed_from}: changed training settings {resume.describe_changes(changes)}; "
+                                  "set [cpt] allow_config_change_on_resume = true to resume with them")
             state = checkpointing.load_checkpoint(resumed_from, model=model, optimizer=optimizer)
             scheduler.load_state_dict(state["scheduler"])
+            if changes:
+                resume.apply_new_hyperparameters(optimizer, scheduler, *this_run)
             stream.load_state_dict(state["data"])
             start_step = int(state["step"])
+            tokens_seen = int(state.get("tokens_seen", start_step * tokens_per_step))  # older checkpoints
         host_rss = gather_floats(host_peak_rss_gib(), device)
 
         if master:
@@ -189,8 +202,10 @@ def train(spec: PhaseSpec) -> None:
                   flush=True)
             if resumed_from is not None:
                 print(f"[cpt] resuming from {resumed_from} at step {start_step + 1}", flush=True)
+                drop_steps_after(metrics_path, start_step)  # logged after that checkpoint: logged again now
                 append_record(metrics_path, {"event": "resume", "from_checkpoint": str(resumed_from),
-                                             "resume_step": start_step + 1})
+                                             "resume_step": start_step + 1, "tokens_seen": tokens_seen,
+                                             **({"config_changes": changes} if changes else {})})
             append_record(metrics_path, info)
             from torch.utils.tensorboard import SummaryWriter
 
@@ -221,6 +236,7 @@ def train(spec: PhaseSpec) -> None:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            tokens_seen += tokens_per_step
 
             if step % tc.log_every_steps == 0 or step == tc.max_steps or step == start_step + 1:
                 dist.all_reduce(loss_sum)  # gloo has no AVG: sum, then divide
@@ -233,7 +249,7 @@ def train(spec: PhaseSpec) -> None:
                 mfu = None if peak is None else tokens_per_s / world_size * fpt / peak
                 record = {"step": step, "loss": loss_value, "lr": lr, "lr_groups": lr_groups,
                           "grad_norm": float(grad_norm),
-                          "tokens": step * tokens_per_step, "tokens_per_s": tokens_per_s,
+                          "tokens": tokens_seen, "tokens_per_s": tokens_per_s,
                           "peak_mem_gib": peak_mem_gib(device), "mfu": mfu, "epoch": stream.epoch,
                           "elapsed_s": now - t_start}
                 if master:
@@ -253,8 +269,10 @@ def train(spec: PhaseSpec) -> None:
                 t_save = time.perf_counter()
                 path = checkpointing.save_checkpoint(
                     ckpt_dir, step, model=model, optimizer=optimizer,
-                    trainer_state={"scheduler": scheduler.state_dict(), "data": stream.state_dict()},
-                    metadata={"phase": spec.phase, "max_steps": tc.max_steps}, keep=registrar.in_flight())
+                    trainer_state={"scheduler": scheduler.state_dict(), "data": stream.state_dict(),
+                                   "tokens_seen": tokens_seen},
+                    metadata={"phase": spec.phase, "max_steps": tc.max_steps, resume.SETTINGS_KEY: settings},
+                    keep=registrar.in_flight())
                 if master and path is not None:
                     print(f"[cpt] saved checkpoint {path}", flush=True)
                     registrar.submit(path, {"phase": spec.phase, "step": step})  # uploads in a thread
@@ -299,6 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="One CPT phase (torchrun worker).")
     parser.add_argument("--spec", required=True, help="PhaseSpec JSON written by run_cpt_phase")
     args = parser.parse_args(argv)
+    die_with_parent()  # torchrun starts workers in their own sessions: die with it, not after it
     train(PhaseSpec.from_json(args.spec))
 
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import ConfigError, CptConfig, PhaseConfig, section_from_dict
+from azllm.config.errors import ReportedFailure
 from azllm.train.faults import TRAIN_ENV_VAR
+from azllm.train.lifetime import parent_death_signal
 from azllm.train.metrics import METRICS_FILE, read_metrics
 
 WORKER_MODULE = "azllm.train.cpt_worker"
@@ -36,8 +38,8 @@ DEFAULT_MASTER_PORT = 29500
 """Rendezvous port on the main node for multi-node runs (torchrun's own default)."""
 
 
-class WorkerError(RuntimeError):
-    """torchrun workers exited non-zero; the message carries the tail of their log."""
+class WorkerError(ReportedFailure):
+    """torchrun workers exited non-zero; the message carries the tail of their log (a RuntimeError)."""
 
 
 def torchrun_command(module: str, args: list[str], *, nproc_per_node: int, nnodes: int = 1,
@@ -86,7 +88,8 @@ def run_torchrun(cmd: list[str], log_path: str | Path, env: dict[str, str] | Non
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env,
-                                text=True, errors="replace", bufsize=1)
+                                text=True, errors="replace", bufsize=1,
+                                preexec_fn=parent_death_signal())  # torchrun dies with this process
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
@@ -175,6 +178,8 @@ class PhaseSpec:
     collective_timeout_s: int = 1800
     export: bool = True
     """Write the final checkpoint and HF model (benchmarks turn it off: not training throughput)."""
+    allow_config_change_on_resume: bool = False
+    """[cpt] allow_config_change_on_resume: resume a checkpoint saved with other settings (azllm.train.resume)."""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -213,7 +218,8 @@ def phase_spec(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path
                      metrics_path=str((work_dir / METRICS_FILE).resolve()),
                      mixed_precision=cfg.mixed_precision, liger=cfg.liger, seed=cfg.seed,
                      activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile,
-                     sharding=cfg.sharding, collective_timeout_s=cfg.collective_timeout_s)
+                     sharding=cfg.sharding, collective_timeout_s=cfg.collective_timeout_s,
+                     allow_config_change_on_resume=cfg.allow_config_change_on_resume)
 
 
 def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
@@ -230,7 +236,9 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     the workers raise right after that step's checkpoint, told through the environment
     (``azllm.faults``), not the spec.
     """
+    from azllm.train.blocks import load_training_blocks
     from azllm.train.checkpointing import restore_checkpoint
+    from azllm.train.resume import check_resume, training_settings
 
     if phase not in PHASES:
         raise ValueError(f"phase={phase!r}; accepted: {list(PHASES)}")
@@ -244,11 +252,16 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     check_devices(cfg.mixed_precision, nproc_per_node)
     if phase == "embeddings":
         check_outer_layers(cfg.embeddings, model_dir)
+    block_size = int(load_training_blocks(blocks_path).shape[1])
+    check_block_size(block_size, model_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     if resume_from is not None:
         print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
     spec = phase_spec(cfg, phase=phase, model_dir=model_dir, blocks_path=blocks_path, out_dir=out_dir,
                       work_dir=work_dir)
+    check_resume(Path(spec.checkpoint_dir), training_settings(phase, spec.train, block_size=block_size,
+                                                              seed=spec.seed),
+                 allow=cfg.allow_config_change_on_resume)
     spec_path = work_dir / "spec.json"
     spec_path.write_text(spec.to_json(), encoding="utf-8")
     cmd = torchrun_command(WORKER_MODULE, ["--spec", str(spec_path)], nproc_per_node=nproc_per_node,
@@ -279,6 +292,24 @@ def check_outer_layers(train: PhaseConfig, model_dir: Path) -> None:
         raise ConfigError(f"[cpt.embeddings] train={train.train!r} trains the first {k} and the last {k} decoder "
                           f"layers, but {model_dir} has num_hidden_layers={num_layers}; use K <= {num_layers // 2} "
                           f"(e.g. train='embeddings+outer:{max(1, num_layers // 2)}') or train='embeddings'")
+
+
+def model_context(model_dir: Path) -> int | None:
+    """``max_position_embeddings`` of an HF model directory's config.json (None when it names none)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return config.get("max_position_embeddings")
+
+
+def check_block_size(block_size: int, model_dir: Path) -> None:
+    """Before any process starts: a training block must fit the positions the model knows.
+
+    A longer block trains positions the model never saw while the exported config.json still
+    names the old context (and at several times it runs out of memory in a rank)."""
+    context = model_context(model_dir)
+    if context is not None and block_size > context:
+        raise ConfigError(f"[cpt] block_size = {block_size} is longer than the model's context: "
+                          f"{model_dir}/config.json has max_position_embeddings = {context}; "
+                          f"set [cpt] block_size <= {context}")
 
 
 def device_hours(wall_s: float, *, world_size: int, device: str) -> dict[str, float]:

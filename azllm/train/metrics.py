@@ -8,6 +8,7 @@ start, resume and export; the readers here tolerate a line being written right n
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,28 @@ def append_record(path: str | Path, record: dict[str, Any]) -> None:
     """Append one JSON line (rank 0 only): whole lines, so a concurrent reader skips at most the last."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def drop_steps_after(path: str | Path, step: int) -> int:
+    """On a resume from ``step``'s checkpoint (rank 0): remove the step records logged after it,
+    which the resumed run logs again, so metrics.jsonl holds each step once. Event lines stay;
+    a half-written last line goes too. Rewritten through a temporary file; returns the number dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if "event" not in rec and isinstance(rec.get("step"), int) and rec["step"] > step:
+            dropped += 1
+            continue
+        kept.append(line + "\n")
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
+    return dropped
