@@ -238,6 +238,11 @@ class CptConfig:
             raise ConfigError(f"[cpt] select_arm={self.select_arm!r} is not one of arms {list(self.arms)}")
         if self.block_size < 8:
             raise ConfigError(f"[cpt] block_size must be >= 8, got {self.block_size}")
+        if self.liger and self.compile:
+            raise ConfigError("[cpt] liger = true with compile = true: Liger's Triton kernels inside compiled "
+                              "layers have no gradient-parity test yet (Triton's CPU interpreter cannot run "
+                              "them under torch.compile; tests/test_gpu.py::test_liger_compile_gradients "
+                              "is the one to pass on a GPU first); set compile = false or liger = false")
 
 
 @dataclass(frozen=True, kw_only=True)

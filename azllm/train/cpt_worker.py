@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from azllm.model.kernels import apply_liger
+from azllm.model.kernels import apply_liger, liger_loss_kwargs
 from azllm.train import checkpointing
 from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
 from azllm.train.faults import maybe_fail_after
@@ -102,12 +102,14 @@ def train(spec: PhaseSpec) -> None:
     try:
         torch.manual_seed(spec.seed)
         np.random.seed(spec.seed)
-        bf16 = use_cuda and torch.cuda.is_bf16_supported() and spec.mixed_precision in ("auto", "bf16")
+        bf16 = (use_cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+                and spec.mixed_precision in ("auto", "bf16"))
 
         # -------------------------------------------------------------------
         # Model: on the meta device (no memory); Liger patches the modules, not the weights
         model = build_meta_model(spec.model_dir)
-        liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA
+        liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA (or Triton's interpreter)
+        loss_kwargs = liger_loss_kwargs(liger)  # Liger's fused loss: fp32 LM-head gradient accumulation
         trainable = freeze_for_phase(model, spec.phase, num_outer_layers=tc.num_outer_layers)
         num_params = sum(p.numel() for p in model.parameters())
         num_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -120,7 +122,7 @@ def train(spec: PhaseSpec) -> None:
         # -------------------------------------------------------------------
         # Sharding, in torchtitan's order: activation checkpointing, compile, fully_shard; then
         # each rank allocates its shards and rank 0 broadcasts the weights into them.
-        apply_activation_checkpointing(model, spec.activation_checkpointing)
+        apply_activation_checkpointing(model, spec.activation_checkpointing, liger=liger)
         if spec.compile:
             apply_compile(model)
         mesh = build_mesh(device.type, world_size=world_size, nnodes=nnodes, sharding=spec.sharding)
@@ -211,7 +213,7 @@ def train(spec: PhaseSpec) -> None:
                     f"token id {int(x.max())} >= model vocab {vocab_size}: {spec.blocks_path} was packed "
                     f"with another tokenizer than {spec.model_dir}'s")
                 x = to_device(x)
-                loss = model(input_ids=x, labels=x, use_cache=False).loss / tc.grad_accum_steps
+                loss = model(input_ids=x, labels=x, use_cache=False, **loss_kwargs).loss / tc.grad_accum_steps
                 loss.backward()
                 loss_sum += loss.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.max_grad_norm)

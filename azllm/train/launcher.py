@@ -133,16 +133,30 @@ def training_processes_per_node(gpus_per_node: int, cpu_processes: int) -> int:
     return gpus_per_node or cpu_processes
 
 
-def check_devices(mixed_precision: str, nproc: int) -> None:
-    """Before any process group: the device the preset asks for must be there."""
+def gpu_report() -> dict:
+    """``{"count", "bf16"}`` of this host's CUDA GPUs, asked in a child process: a CUDA query in
+    the step process (``is_bf16_supported`` creates a context) would hold ~0.4 GB on GPU 0 for
+    the whole run, beside the workers. ``count`` 0 (and no child) where CUDA is absent."""
     import torch
 
-    if mixed_precision == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        raise ValueError('[cpt] mixed_precision = "bf16" needs a CUDA GPU with bf16 and there is none here; '
+    if not torch.cuda.is_available():  # NVML only: creates no context
+        return {"count": 0, "bf16": False}
+    probe = ("import json, torch; print(json.dumps({'count': torch.cuda.device_count(), "
+             "'bf16': torch.cuda.is_bf16_supported(including_emulation=False)}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def check_devices(mixed_precision: str, nproc: int) -> None:
+    """Before any process group: the device the preset asks for must be there. Leaves CUDA
+    uninitialised in this process (see :func:`gpu_report`)."""
+    gpus = gpu_report()
+    if mixed_precision == "bf16" and not gpus["bf16"]:
+        raise ValueError('[cpt] mixed_precision = "bf16" needs a CUDA GPU with native bf16 and there is none here; '
                          'set mixed_precision = "auto" (bf16 where available, else fp32) or "fp32" in the preset')
-    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
-        raise ValueError(f"nproc {nproc} is more than the {torch.cuda.device_count()} GPUs present; "
-                         f"use {torch.cuda.device_count()} or fewer processes per node")
+    if gpus["count"] and nproc > gpus["count"]:
+        raise ValueError(f"nproc {nproc} is more than the {gpus['count']} GPUs present; "
+                         f"use {gpus['count']} or fewer processes per node")
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
 
