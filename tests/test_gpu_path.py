@@ -1,7 +1,8 @@
 """The CPU side of the GPU path's fixes (issue 20): the BPB window capped at the trained context on a
-document longer than the cap; SFT pinned to one device without a distributed launcher; the device
-check asks no CUDA question in the step process; Liger with torch.compile refused by the config.
-What only a GPU can show is in tests/test_gpu.py. A few seconds.
+document longer than the cap; [model] attn_implementation reaching the CPT workers; SFT pinned to
+one device without a distributed launcher; the device check asks no CUDA question in the step
+process; Liger with torch.compile refused by the config. What only a GPU can show is in
+tests/test_gpu.py. ~30 s.
 
     .venv/bin/python -m pytest -q tests/test_gpu_path.py
 """
@@ -78,3 +79,20 @@ def test_liger_with_compile_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match=r"\[cpt\] liger = true with compile = true.*set compile = false"):
         CptConfig(liger=True, compile=True)
     assert CptConfig(liger=False, compile=True).compile and CptConfig(liger=True, compile=False).liger
+
+
+def test_attn_implementation_reaches_the_cpt_workers(long_context_model, tmp_path):
+    """run_cpt_phase -> PhaseSpec -> the worker's meta-device build (tests/test_liger.py checks a
+    worker's start record)."""
+    from azllm.train.launcher import PhaseSpec, phase_spec
+    from azllm.train.parallelize import build_meta_model
+
+    model, _ = long_context_model
+    model.config.save_pretrained(tmp_path / "model")
+    spec = phase_spec(CptConfig(), phase="full", model_dir=tmp_path / "model", blocks_path=tmp_path / "b.npy",
+                      out_dir=tmp_path / "out", work_dir=tmp_path / "work", attn_implementation="eager")
+    (tmp_path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    spec = PhaseSpec.from_json(tmp_path / "spec.json")
+    assert spec.attn_implementation == "eager"
+    built = build_meta_model(spec.model_dir, attn_implementation=spec.attn_implementation)
+    assert built.config._attn_implementation == "eager"

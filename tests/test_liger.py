@@ -117,6 +117,7 @@ def test_worker_with_liger_and_selective_ac_matches_plain(tiny_base, tmp_path, m
                            out_dir=tmp_path / "out", work_dir=tmp_path / "work", nproc_per_node=2)
     start = next(r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start")
     assert start["liger"] is True and start["activation_checkpointing"] == "selective", start
+    assert start["attn_implementation"] == "sdpa", start
     for rank in (0, 1):
         counts = json.loads(Path(f"{launches}.rank{rank}").read_text())
         assert LIGER_KERNELS <= set(counts), f"rank {rank} launched {counts}"

@@ -94,6 +94,8 @@ class ModelConfig:
     dtype: str = "float32"
     """Weights dtype when loading: float32, bfloat16 or float16."""
     attn_implementation: str = "sdpa"
+    """transformers' attention (sdpa, eager, flash_attention_2), for evaluation, vocabulary
+    adaptation and the CPT workers alike."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     seed: int = 0
 

@@ -107,7 +107,7 @@ def train(spec: PhaseSpec) -> None:
 
         # -------------------------------------------------------------------
         # Model: on the meta device (no memory); Liger patches the modules, not the weights
-        model = build_meta_model(spec.model_dir)
+        model = build_meta_model(spec.model_dir, attn_implementation=spec.attn_implementation)
         liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA (or Triton's interpreter)
         loss_kwargs = liger_loss_kwargs(liger)  # Liger's fused loss: fp32 LM-head gradient accumulation
         trainable = freeze_for_phase(model, spec.phase, num_outer_layers=tc.num_outer_layers)
@@ -170,8 +170,9 @@ def train(spec: PhaseSpec) -> None:
             info = {"event": "start", "phase": spec.phase, "world_size": world_size, "nnodes": nnodes,
                     "mesh": dict(zip(mesh.mesh_dim_names, mesh.shape, strict=True)),
                     "device": str(device), "backend": dist.get_backend(), "bf16": bf16, "liger": liger,
-                    "fused_adamw": bool(optimizer.defaults.get("fused")),
+                    "fused_adamw": all(g.get("fused") for g in optimizer.param_groups),  # what step() reads
                     "activation_checkpointing": spec.activation_checkpointing, "compile": spec.compile,
+                    "attn_implementation": cfg._attn_implementation,
                     "num_params": num_params, "num_trainable_params": num_trainable,
                     "trainable": trainable, "tied_embeddings": tied, "train": tc.train,
                     "optimizer_groups": {g["name"]: {"lr": g["initial_lr"],

@@ -189,6 +189,8 @@ class PhaseSpec:
     collective_timeout_s: int = 1800
     export: bool = True
     """Write the final checkpoint and HF model (benchmarks turn it off: not training throughput)."""
+    attn_implementation: str = "sdpa"
+    """``[model] attn_implementation``: the attention the worker builds its model with."""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -217,7 +219,7 @@ class PhaseResult:
 
 
 def phase_spec(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
-               work_dir: Path) -> PhaseSpec:
+               work_dir: Path, attn_implementation: str = "sdpa") -> PhaseSpec:
     """The worker's spec for ``phase`` of ``cfg``, with every path absolute and under ``work_dir``."""
     work_dir = Path(work_dir)
     return PhaseSpec(phase=phase, train=getattr(cfg, phase), model_dir=str(Path(model_dir).resolve()),
@@ -227,13 +229,15 @@ def phase_spec(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path
                      metrics_path=str((work_dir / METRICS_FILE).resolve()),
                      mixed_precision=cfg.mixed_precision, liger=cfg.liger, seed=cfg.seed,
                      activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile,
-                     sharding=cfg.sharding, collective_timeout_s=cfg.collective_timeout_s)
+                     sharding=cfg.sharding, collective_timeout_s=cfg.collective_timeout_s,
+                     attn_implementation=attn_implementation)
 
 
 def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
                   work_dir: Path, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                   master_addr: str = "127.0.0.1", master_port: int | None = None,
-                  fail_after_step: int | None = None, resume_from: Path | None = None) -> PhaseResult:
+                  fail_after_step: int | None = None, resume_from: Path | None = None,
+                  attn_implementation: str = "sdpa") -> PhaseResult:
     """Run one CPT phase in torchrun workers; returns the exported model and its metrics.
 
     ``work_dir`` holds spec.json, checkpoints/ (rerunning with the same work_dir resumes
@@ -262,7 +266,7 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     if resume_from is not None:
         print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
     spec = phase_spec(cfg, phase=phase, model_dir=model_dir, blocks_path=blocks_path, out_dir=out_dir,
-                      work_dir=work_dir)
+                      work_dir=work_dir, attn_implementation=attn_implementation)
     spec_path = work_dir / "spec.json"
     spec_path.write_text(spec.to_json(), encoding="utf-8")
     cmd = torchrun_command(WORKER_MODULE, ["--spec", str(spec_path)], nproc_per_node=nproc_per_node,
