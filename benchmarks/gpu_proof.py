@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests-timeout-s", type=int, default=240)
     ap.add_argument("--throughput-timeout-s", type=int, default=210)
     ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument("--shape", choices=sorted(SETTINGS), default="llama-3.2-1b",
+                    help="tiny: a smoke check of this script (the production setting is llama-3.2-1b)")
     args = ap.parse_args(argv)
 
     import torch
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["throughput"] = run_throughput(work, env, batch=args.batch, steps=args.steps,
                                           warmup_steps=args.warmup_steps, configs=args.configs,
-                                          timeout_s=args.throughput_timeout_s)
+                                          timeout_s=args.throughput_timeout_s, shape=args.shape)
     report["wall_s"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"gpu-proof: {args.out} (tests {report['tests'].get('status')}, throughput "
