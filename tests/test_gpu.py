@@ -136,10 +136,11 @@ def fp32_and_plain_bf16_grads():
 @pytest.mark.parametrize("case", list(GRAD_CASES))
 def test_bf16_gradients_against_fp32(fp32_and_plain_bf16_grads, case):
     """Per parameter, |g_bf16 - g_fp32| / |g_fp32| of the case is at most 2x plain PyTorch's own
-    bf16 error plus 2 bf16 ulps (2**-6), and never above 8 ulps (2**-4 = 6%): bf16 rounding gives
-    a few ulps; the selective-AC bug gave 60% on q_proj. The embedding (the tied LM head) also checks
-    the fused loss's fp32 accumulation. A compile case that cannot compile Liger's kernels fails
-    here; [cpt] refuses liger + compile until it passes."""
+    bf16 error (same model, same batch) plus 2 bf16 ulps (2**-6): the fused kernels round in
+    other places than PyTorch, not more; the selective-AC bug gave 60% on q_proj. No absolute
+    cap: plain bf16's own error is the yardstick, whatever it is for a parameter. The embedding
+    (the tied LM head) also checks the fused loss's fp32 accumulation. A compile case that cannot
+    compile Liger's kernels fails here; [cpt] refuses liger + compile until it passes."""
     x, ref, plain_err = fp32_and_plain_bf16_grads
     liger, ac, compile_layers = GRAD_CASES[case]
     model, applied = _grad_model(liger=liger, ac=ac, compile_layers=compile_layers, dtype=torch.bfloat16)
@@ -147,7 +148,7 @@ def test_bf16_gradients_against_fp32(fp32_and_plain_bf16_grads, case):
     bad = {}
     for name, g in ref.items():
         err = float((grads[name] - g).norm() / g.norm())
-        if not err <= min(2 * plain_err[name] + 2 * BF16_EPS, 8 * BF16_EPS):
+        if not err <= 2 * plain_err[name] + 2 * BF16_EPS:
             bad[name] = (round(err, 5), round(plain_err[name], 5))
     assert not bad, f"{case}: per-parameter bf16 error (case, plain) above tolerance: {bad}"
 
