@@ -114,10 +114,10 @@ def _grads(model, applied: bool, x) -> dict[str, torch.Tensor]:
             for n, p in model.named_parameters()}
 
 
-GRAD_CASES = {  # name: (liger, ac, compile)
-    "liger": (True, "none", False), "liger-ac-full": (True, "full", False),
-    "liger-ac-selective": (True, "selective", False), "compile": (False, "none", True),
-    "liger-compile": (True, "none", True), "liger-ac-selective-compile": (True, "selective", True),
+GRAD_CASES = {  # name: (liger, ac, compile); the plain case first: Liger's RoPE patch is global
+    "compile": (False, "none", True), "liger": (True, "none", False), "liger-ac-full": (True, "full", False),
+    "liger-ac-selective": (True, "selective", False), "liger-compile": (True, "none", True),
+    "liger-ac-selective-compile": (True, "selective", True),
 }
 
 
