@@ -126,6 +126,9 @@ class PhaseConfig:
     save_every_steps: int = 0
     """Sharded checkpoint every N steps (0 = only at the end)."""
     log_every_steps: int = 1
+    """Steps between log steps. Every step's loss and gradient norm are recorded (metrics.jsonl,
+    TensorBoard, the live card); a log step reads them all in one host sync and one all-reduce,
+    and prints. tokens/s, peak memory and MFU are per log window."""
     train: str = "embeddings"
     """Phase 1's trainable set ([cpt.embeddings] only; phase 2 trains everything):
     ``embeddings`` (input embeddings and the LM head) or ``embeddings+outer:K`` (also the first K

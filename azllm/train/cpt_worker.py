@@ -205,6 +205,7 @@ def train(spec: PhaseSpec) -> None:
         if use_cuda:
             torch.cuda.reset_peak_memory_stats(device)
         last_log_time, last_log_step = time.perf_counter(), start_step
+        pending: list[tuple] = []  # (step, lr, lr_groups, epoch, loss_sum, grad_norm) since the last log step
         t_start = last_log_time
         for step in range(start_step + 1, tc.max_steps + 1):
             loss_sum = torch.zeros((), device=device)
@@ -224,34 +225,41 @@ def train(spec: PhaseSpec) -> None:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            # Every step's loss and gradient norm stay on the device until the next log step, which
+            # reduces and reads them all at once: one host sync per log_every_steps, every step recorded
+            pending.append((step, lr, lr_groups, stream.epoch, loss_sum, grad_norm))
 
-            if step % tc.log_every_steps == 0 or step == tc.max_steps or step == start_step + 1:
-                dist.all_reduce(loss_sum)  # gloo has no AVG: sum, then divide
-                loss_value = loss_sum.item() / world_size  # host sync: log steps only
-                if isinstance(grad_norm, DTensor):
-                    grad_norm = grad_norm.full_tensor()
+            save_now = (tc.save_every_steps and step % tc.save_every_steps == 0) or step == tc.max_steps
+            if step % tc.log_every_steps == 0 or step == tc.max_steps or step == start_step + 1 or save_now:
+                losses = torch.stack([p[4] for p in pending])
+                dist.all_reduce(losses)  # gloo has no AVG: sum, then divide
+                norms = torch.stack([g.full_tensor() if isinstance(g, DTensor) else g for *_, g in pending])
+                loss_values, norm_values = (losses / world_size).tolist(), norms.tolist()  # the host sync
                 now = time.perf_counter()
                 tokens_per_s = tokens_per_step * (step - last_log_step) / (now - last_log_time)
                 last_log_time, last_log_step = now, step
                 mfu = None if peak is None else tokens_per_s / world_size * fpt / peak
-                record = {"step": step, "loss": loss_value, "lr": lr, "lr_groups": lr_groups,
-                          "grad_norm": float(grad_norm),
-                          "tokens": step * tokens_per_step, "tokens_per_s": tokens_per_s,
-                          "peak_mem_gib": peak_mem_gib(device), "mfu": mfu, "epoch": stream.epoch,
-                          "elapsed_s": now - t_start}
+                mem = peak_mem_gib(device)
+                for (s_step, s_lr, s_groups, s_epoch, *_), loss_value, s_norm in zip(
+                        pending, loss_values, norm_values, strict=True):
+                    # tokens_per_s, peak_mem_gib, mfu and elapsed_s: of the log window, at this log step
+                    record = {"step": s_step, "loss": loss_value, "lr": s_lr, "lr_groups": s_groups,
+                              "grad_norm": s_norm, "tokens": s_step * tokens_per_step, "tokens_per_s": tokens_per_s,
+                              "peak_mem_gib": mem, "mfu": mfu, "epoch": s_epoch, "elapsed_s": now - t_start}
+                    if master:
+                        append_record(metrics_path, record)
+                        for key in LOGGED:
+                            if record[key] is not None:
+                                writer.add_scalar(f"{spec.phase}/{key}", record[key], s_step)
+                        for name, group_lr in s_groups.items():  # embeddings vs body, for the multiplier
+                            writer.add_scalar(f"{spec.phase}/lr_{name}", group_lr, s_step)
+                pending.clear()
                 if master:
                     print(f"[cpt] step {step:5d}/{tc.max_steps} loss {loss_value:.4f} lr {lr:.2e} "
                           f"gnorm {record['grad_norm']:.3f} {tokens_per_s:,.0f} tok/s "
                           f"mem {record['peak_mem_gib']:.2f} GiB"
                           + (f" mfu {mfu:.1%}" if mfu is not None else ""), flush=True)
-                    append_record(metrics_path, record)
-                    for key in LOGGED:
-                        if record[key] is not None:
-                            writer.add_scalar(f"{spec.phase}/{key}", record[key], step)
-                    for name, group_lr in lr_groups.items():  # embeddings vs body, for the multiplier
-                        writer.add_scalar(f"{spec.phase}/lr_{name}", group_lr, step)
 
-            save_now = (tc.save_every_steps and step % tc.save_every_steps == 0) or step == tc.max_steps
             if save_now and spec.export:
                 t_save = time.perf_counter()
                 path = checkpointing.save_checkpoint(
