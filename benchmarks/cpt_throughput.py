@@ -72,6 +72,7 @@ CONFIGS = {
     "ac": (False, "full", False),
     "liger-ac": (True, "full", False),
     "sac": (False, "selective", False),
+    "liger-sac": (True, "selective", False),  # the 1B and 8B presets
     "liger-ac-compile": (True, "full", True),
 }
 

@@ -32,7 +32,7 @@ def describe_hardware() -> dict[str, object]:
     }
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        info["bf16"] = torch.cuda.is_bf16_supported()
+        info["bf16"] = torch.cuda.is_bf16_supported(including_emulation=False)
     return info
 
 

@@ -102,6 +102,8 @@ class ModelConfig:
     dtype: str = "float32"
     """Weights dtype when loading: float32, bfloat16 or float16."""
     attn_implementation: str = "sdpa"
+    """transformers' attention (sdpa, eager, flash_attention_2), for evaluation, vocabulary
+    adaptation and the CPT workers alike."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     seed: int = 0
 
@@ -133,6 +135,9 @@ class PhaseConfig:
     save_every_steps: int = 0
     """Sharded checkpoint every N steps (0 = only at the end)."""
     log_every_steps: int = 1
+    """Steps between log steps. Every step's loss and gradient norm are recorded (metrics.jsonl,
+    TensorBoard, the live card); a log step reads them all in one host sync and one all-reduce,
+    and prints. tokens/s, peak memory and MFU are per log window."""
     train: str = "embeddings"
     """Phase 1's trainable set ([cpt.embeddings] only; phase 2 trains everything):
     ``embeddings`` (input embeddings and the LM head) or ``embeddings+outer:K`` (also the first K
@@ -264,6 +269,11 @@ class CptConfig:
             raise ConfigError(f"[cpt] block_size must be >= 8, got {self.block_size}")
         check_at_least("cpt", self, 1, "pad_to_multiple_of")
         check_at_least("cpt", self, 0, "seed")
+        if self.liger and self.compile:
+            raise ConfigError("[cpt] liger = true with compile = true: Liger's Triton kernels inside compiled "
+                              "layers have no gradient-parity test yet (Triton's CPU interpreter cannot run "
+                              "them under torch.compile; tests/test_gpu.py::test_liger_compile_gradients "
+                              "is the one to pass on a GPU first); set compile = false or liger = false")
 
 
 @dataclass(frozen=True, kw_only=True)

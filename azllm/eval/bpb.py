@@ -3,7 +3,8 @@
 BPB = sum of token negative log-likelihoods in nats / (ln 2 x UTF-8 bytes of the
 scored text). Each document is scored whole, NFC-normalised, its first token
 conditioned on BOS (EOS if the tokenizer has no BOS). A document longer than the
-model's context is scored in overlapping windows: every token exactly once, with
+scoring context (the trained context: ``[cpt] block_size`` in the model comparison, at most
+``DEFAULT_CONTEXT_LENGTH`` by default) is scored in overlapping windows: every token exactly once, with
 at least `context_length - stride` tokens of left context.
 
     >>> from azllm.eval.bpb import evaluate_bpb
@@ -24,7 +25,10 @@ from azllm.eval.loss import pad_batch
 from azllm.model.device import Placement
 
 DEFAULT_CONTEXT_LENGTH = 2048
-"""Used when the model config names no `max_position_embeddings`."""
+"""The default scoring window, capped by the model's `max_position_embeddings`: the production presets'
+trained context ([cpt] block_size). Not the model's 131,072 positions (Llama 3.2): one window per long
+document would score far beyond the context trained on, and its bf16 logits, their fp32 copy and the
+loss buffers (~10 x tokens x vocab bytes) exceed an A100-40GB past ~28k tokens at vocab 128,256."""
 MAX_BATCH_TOKENS = 8192
 """Padded tokens per forward pass: bounds the (B, T, vocab) logits (8192 x 49k fp32 = 1.6 GB)."""
 
@@ -61,15 +65,17 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
                  show_progress: bool = True) -> dict:
     """Bits per byte of `model` on `texts`.
 
-    Returns `bpb`, `nats` (summed NLL), `bytes` (UTF-8, NFC), `tokens` (scored), `documents`.
+    Returns `bpb`, `nats` (summed NLL), `bytes` (UTF-8, NFC), `tokens` (scored), `documents`,
+    `context_length` (the window) and `longest_window` (tokens of the longest forward row).
     `max_documents` > 0 scores only the first N non-empty documents. `context_length`
-    defaults to the model's `max_position_embeddings`; `stride` (new tokens per
+    defaults to `DEFAULT_CONTEXT_LENGTH` capped by the model's `max_position_embeddings`; `stride` (new tokens per
     window) to half of it. Windows of similar length are scored `batch_size` per forward pass
     (at most MAX_BATCH_TOKENS padded tokens), right-padded with the padding masked out of the
     sums, on the model's device and in its dtype; the sums are taken on the CPU in float64.
     """
     if context_length is None:
-        context_length = getattr(model.config, "max_position_embeddings", None) or DEFAULT_CONTEXT_LENGTH
+        positions = getattr(model.config, "max_position_embeddings", None) or DEFAULT_CONTEXT_LENGTH
+        context_length = min(positions, DEFAULT_CONTEXT_LENGTH)
     if stride is None:
         stride = max(1, context_length // 2)
     prefix = _prefix_id(tokenizer)
@@ -129,7 +135,8 @@ def evaluate_bpb(model, tokenizer, texts: Sequence[str], *, max_documents: int =
         model.train()
     bpb = total_nats / (math.log(2) * num_bytes)
     return {"bpb": bpb, "nats": total_nats, "bytes": num_bytes, "tokens": total_tokens,
-            "documents": num_documents}
+            "documents": num_documents, "context_length": context_length,
+            "longest_window": max((len(ids) for ids, _ in pieces), default=0)}
 
 
 def read_texts(path: Path | str, text_field: str = "text") -> list[str]:

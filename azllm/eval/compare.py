@@ -115,7 +115,8 @@ def compare_arms(cfg: PipelineConfig, *, arm_dirs: dict[str, tuple[Path, Path]],
     bpb, token_stats = {}, {}
     for name, (model_dir, tokenizer_dir) in models.items():
         scores = evaluate_bpb_files(model_dir, tokenizer_dir, files, max_documents=cfg.eval.max_bpb_documents,
-                                    placement=placement, batch_size=cfg.eval.batch_size)
+                                    placement=placement, batch_size=cfg.eval.batch_size,
+                                    context_length=cfg.cpt.block_size)  # the context the arms trained on
         release_memory(placement)
         bpb[name] = {f: round(float(s["bpb"]), 6) for f, s in scores.items()}
         token_stats[name] = arm_token_stats(load_tokenizer(tokenizer_dir), base_tokenizer, validation)

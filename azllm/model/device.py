@@ -47,7 +47,7 @@ def select_placement(dtype: str | None = None) -> Placement:
         raise ValueError(f"dtype={dtype!r}; accepted: {list(DTYPES)} (or None to follow the hardware)")
     if not torch.cuda.is_available():
         return Placement(device="cpu", dtype=dtype or "float32")
-    bf16 = torch.cuda.is_bf16_supported()
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)  # emulated bf16 (V100, T4) is slow: fp16
     if dtype == "bfloat16" and not bf16:
         raise ValueError(f"dtype='bfloat16' but {torch.cuda.get_device_name()} has no bf16; "
                          "set [model] dtype = \"float16\" (or leave it at float32 to follow the hardware)")

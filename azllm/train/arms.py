@@ -110,7 +110,8 @@ def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, corpus: ArmC
         layout = TorchrunLayout(nproc_per_node=training_processes_per_node(0, cfg.compute.nproc_per_node))
     result = run_cpt_phase(cpt_cfg, phase=phase, model_dir=model_dir, blocks_path=packed.path,
                            out_dir=out_dir / "model", work_dir=phase_work_dir(out_dir),
-                           resume_from=resume_from, fail_after_step=fail_after_step, **layout.as_kwargs())
+                           resume_from=resume_from, fail_after_step=fail_after_step,
+                           attn_implementation=cfg.model.attn_implementation, **layout.as_kwargs())
     metrics = dict(result.metrics)
     metrics["packed"] = {"blocks": packed.num_blocks, "tokens": packed.num_tokens}
     metrics.update(budget.seen(int(metrics.get("tokens", 0))))

@@ -32,7 +32,7 @@ from torch.distributed.tensor import DTensor
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from azllm.config import ConfigError
-from azllm.model.kernels import apply_liger
+from azllm.model.kernels import apply_liger, liger_loss_kwargs
 from azllm.train import checkpointing, resume
 from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
 from azllm.train.faults import maybe_fail_after
@@ -104,12 +104,14 @@ def train(spec: PhaseSpec) -> None:
     try:
         torch.manual_seed(spec.seed)
         np.random.seed(spec.seed)
-        bf16 = use_cuda and torch.cuda.is_bf16_supported() and spec.mixed_precision in ("auto", "bf16")
+        bf16 = (use_cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+                and spec.mixed_precision in ("auto", "bf16"))
 
         # -------------------------------------------------------------------
         # Model: on the meta device (no memory); Liger patches the modules, not the weights
-        model = build_meta_model(spec.model_dir)
-        liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA
+        model = build_meta_model(spec.model_dir, attn_implementation=spec.attn_implementation)
+        liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA (or Triton's interpreter)
+        loss_kwargs = liger_loss_kwargs(liger)  # Liger's fused loss: fp32 LM-head gradient accumulation
         trainable = freeze_for_phase(model, spec.phase, num_outer_layers=tc.num_outer_layers)
         num_params = sum(p.numel() for p in model.parameters())
         num_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -122,7 +124,7 @@ def train(spec: PhaseSpec) -> None:
         # -------------------------------------------------------------------
         # Sharding, in torchtitan's order: activation checkpointing, compile, fully_shard; then
         # each rank allocates its shards and rank 0 broadcasts the weights into them.
-        apply_activation_checkpointing(model, spec.activation_checkpointing)
+        apply_activation_checkpointing(model, spec.activation_checkpointing, liger=liger)
         if spec.compile:
             apply_compile(model)
         mesh = build_mesh(device.type, world_size=world_size, nnodes=nnodes, sharding=spec.sharding)
@@ -181,8 +183,9 @@ def train(spec: PhaseSpec) -> None:
             info = {"event": "start", "phase": spec.phase, "world_size": world_size, "nnodes": nnodes,
                     "mesh": dict(zip(mesh.mesh_dim_names, mesh.shape, strict=True)),
                     "device": str(device), "backend": dist.get_backend(), "bf16": bf16, "liger": liger,
-                    "fused_adamw": bool(optimizer.defaults.get("fused")),
+                    "fused_adamw": all(g.get("fused") for g in optimizer.param_groups),  # what step() reads
                     "activation_checkpointing": spec.activation_checkpointing, "compile": spec.compile,
+                    "attn_implementation": cfg._attn_implementation,
                     "num_params": num_params, "num_trainable_params": num_trainable,
                     "trainable": trainable, "tied_embeddings": tied, "train": tc.train,
                     "optimizer_groups": {g["name"]: {"lr": g["initial_lr"],
@@ -217,6 +220,7 @@ def train(spec: PhaseSpec) -> None:
         if use_cuda:
             torch.cuda.reset_peak_memory_stats(device)
         last_log_time, last_log_step = time.perf_counter(), start_step
+        pending: list[tuple] = []  # (step, lr, groups, epoch, tokens, loss_sum, grad_norm) since the last log
         t_start = last_log_time
         for step in range(start_step + 1, tc.max_steps + 1):
             loss_sum = torch.zeros((), device=device)
@@ -226,7 +230,7 @@ def train(spec: PhaseSpec) -> None:
                     f"token id {int(x.max())} >= model vocab {vocab_size}: {spec.blocks_path} was packed "
                     f"with another tokenizer than {spec.model_dir}'s")
                 x = to_device(x)
-                loss = model(input_ids=x, labels=x, use_cache=False).loss / tc.grad_accum_steps
+                loss = model(input_ids=x, labels=x, use_cache=False, **loss_kwargs).loss / tc.grad_accum_steps
                 loss.backward()
                 loss_sum += loss.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.max_grad_norm)
@@ -237,34 +241,41 @@ def train(spec: PhaseSpec) -> None:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             tokens_seen += tokens_per_step
+            # Every step's loss and gradient norm stay on the device until the next log step, which
+            # reduces and reads them all at once: one host sync per log_every_steps, every step recorded
+            pending.append((step, lr, lr_groups, stream.epoch, tokens_seen, loss_sum, grad_norm))
 
-            if step % tc.log_every_steps == 0 or step == tc.max_steps or step == start_step + 1:
-                dist.all_reduce(loss_sum)  # gloo has no AVG: sum, then divide
-                loss_value = loss_sum.item() / world_size  # host sync: log steps only
-                if isinstance(grad_norm, DTensor):
-                    grad_norm = grad_norm.full_tensor()
+            save_now = (tc.save_every_steps and step % tc.save_every_steps == 0) or step == tc.max_steps
+            if step % tc.log_every_steps == 0 or step == tc.max_steps or step == start_step + 1 or save_now:
+                losses = torch.stack([p[5] for p in pending])
+                dist.all_reduce(losses)  # gloo has no AVG: sum, then divide
+                norms = torch.stack([g.full_tensor() if isinstance(g, DTensor) else g for *_, g in pending])
+                loss_values, norm_values = (losses / world_size).tolist(), norms.tolist()  # the host sync
                 now = time.perf_counter()
                 tokens_per_s = tokens_per_step * (step - last_log_step) / (now - last_log_time)
                 last_log_time, last_log_step = now, step
                 mfu = None if peak is None else tokens_per_s / world_size * fpt / peak
-                record = {"step": step, "loss": loss_value, "lr": lr, "lr_groups": lr_groups,
-                          "grad_norm": float(grad_norm),
-                          "tokens": tokens_seen, "tokens_per_s": tokens_per_s,
-                          "peak_mem_gib": peak_mem_gib(device), "mfu": mfu, "epoch": stream.epoch,
-                          "elapsed_s": now - t_start}
+                mem = peak_mem_gib(device)
+                for (s_step, s_lr, s_groups, s_epoch, s_tokens, *_), loss_value, s_norm in zip(
+                        pending, loss_values, norm_values, strict=True):
+                    # tokens_per_s, peak_mem_gib, mfu and elapsed_s: of the log window, at this log step
+                    record = {"step": s_step, "loss": loss_value, "lr": s_lr, "lr_groups": s_groups,
+                              "grad_norm": s_norm, "tokens": s_tokens, "tokens_per_s": tokens_per_s,
+                              "peak_mem_gib": mem, "mfu": mfu, "epoch": s_epoch, "elapsed_s": now - t_start}
+                    if master:
+                        append_record(metrics_path, record)
+                        for key in LOGGED:
+                            if record[key] is not None:
+                                writer.add_scalar(f"{spec.phase}/{key}", record[key], s_step)
+                        for name, group_lr in s_groups.items():  # embeddings vs body, for the multiplier
+                            writer.add_scalar(f"{spec.phase}/lr_{name}", group_lr, s_step)
+                pending.clear()
                 if master:
                     print(f"[cpt] step {step:5d}/{tc.max_steps} loss {loss_value:.4f} lr {lr:.2e} "
                           f"gnorm {record['grad_norm']:.3f} {tokens_per_s:,.0f} tok/s "
                           f"mem {record['peak_mem_gib']:.2f} GiB"
                           + (f" mfu {mfu:.1%}" if mfu is not None else ""), flush=True)
-                    append_record(metrics_path, record)
-                    for key in LOGGED:
-                        if record[key] is not None:
-                            writer.add_scalar(f"{spec.phase}/{key}", record[key], step)
-                    for name, group_lr in lr_groups.items():  # embeddings vs body, for the multiplier
-                        writer.add_scalar(f"{spec.phase}/lr_{name}", group_lr, step)
 
-            save_now = (tc.save_every_steps and step % tc.save_every_steps == 0) or step == tc.max_steps
             if save_now and spec.export:
                 t_save = time.perf_counter()
                 path = checkpointing.save_checkpoint(

@@ -136,16 +136,30 @@ def training_processes_per_node(gpus_per_node: int, cpu_processes: int) -> int:
     return gpus_per_node or cpu_processes
 
 
-def check_devices(mixed_precision: str, nproc: int) -> None:
-    """Before any process group: the device the preset asks for must be there."""
+def gpu_report() -> dict:
+    """``{"count", "bf16"}`` of this host's CUDA GPUs, asked in a child process: a CUDA query in
+    the step process (``is_bf16_supported`` creates a context) would hold ~0.4 GB on GPU 0 for
+    the whole run, beside the workers. ``count`` 0 (and no child) where CUDA is absent."""
     import torch
 
-    if mixed_precision == "bf16" and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        raise ValueError('[cpt] mixed_precision = "bf16" needs a CUDA GPU with bf16 and there is none here; '
+    if not torch.cuda.is_available():  # NVML only: creates no context
+        return {"count": 0, "bf16": False}
+    probe = ("import json, torch; print(json.dumps({'count': torch.cuda.device_count(), "
+             "'bf16': torch.cuda.is_bf16_supported(including_emulation=False)}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def check_devices(mixed_precision: str, nproc: int) -> None:
+    """Before any process group: the device the preset asks for must be there. Leaves CUDA
+    uninitialised in this process (see :func:`gpu_report`)."""
+    gpus = gpu_report()
+    if mixed_precision == "bf16" and not gpus["bf16"]:
+        raise ValueError('[cpt] mixed_precision = "bf16" needs a CUDA GPU with native bf16 and there is none here; '
                          'set mixed_precision = "auto" (bf16 where available, else fp32) or "fp32" in the preset')
-    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
-        raise ValueError(f"nproc {nproc} is more than the {torch.cuda.device_count()} GPUs present; "
-                         f"use {torch.cuda.device_count()} or fewer processes per node")
+    if gpus["count"] and nproc > gpus["count"]:
+        raise ValueError(f"nproc {nproc} is more than the {gpus['count']} GPUs present; "
+                         f"use {gpus['count']} or fewer processes per node")
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
 
@@ -180,6 +194,8 @@ class PhaseSpec:
     """Write the final checkpoint and HF model (benchmarks turn it off: not training throughput)."""
     allow_config_change_on_resume: bool = False
     """[cpt] allow_config_change_on_resume: resume a checkpoint saved with other settings (azllm.train.resume)."""
+    attn_implementation: str = "sdpa"
+    """``[model] attn_implementation``: the attention the worker builds its model with."""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -208,7 +224,7 @@ class PhaseResult:
 
 
 def phase_spec(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
-               work_dir: Path) -> PhaseSpec:
+               work_dir: Path, attn_implementation: str = "sdpa") -> PhaseSpec:
     """The worker's spec for ``phase`` of ``cfg``, with every path absolute and under ``work_dir``."""
     work_dir = Path(work_dir)
     return PhaseSpec(phase=phase, train=getattr(cfg, phase), model_dir=str(Path(model_dir).resolve()),
@@ -219,13 +235,15 @@ def phase_spec(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path
                      mixed_precision=cfg.mixed_precision, liger=cfg.liger, seed=cfg.seed,
                      activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile,
                      sharding=cfg.sharding, collective_timeout_s=cfg.collective_timeout_s,
-                     allow_config_change_on_resume=cfg.allow_config_change_on_resume)
+                     allow_config_change_on_resume=cfg.allow_config_change_on_resume,
+                     attn_implementation=attn_implementation)
 
 
 def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
                   work_dir: Path, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                   master_addr: str = "127.0.0.1", master_port: int | None = None,
-                  fail_after_step: int | None = None, resume_from: Path | None = None) -> PhaseResult:
+                  fail_after_step: int | None = None, resume_from: Path | None = None,
+                  attn_implementation: str = "sdpa") -> PhaseResult:
     """Run one CPT phase in torchrun workers; returns the exported model and its metrics.
 
     ``work_dir`` holds spec.json, checkpoints/ (rerunning with the same work_dir resumes
@@ -258,7 +276,7 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     if resume_from is not None:
         print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
     spec = phase_spec(cfg, phase=phase, model_dir=model_dir, blocks_path=blocks_path, out_dir=out_dir,
-                      work_dir=work_dir)
+                      work_dir=work_dir, attn_implementation=attn_implementation)
     check_resume(Path(spec.checkpoint_dir), training_settings(phase, spec.train, block_size=block_size,
                                                               seed=spec.seed),
                  allow=cfg.allow_config_change_on_resume)

@@ -10,6 +10,7 @@ files and broadcasts them into the shards (``set_model_state_dict`` with
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -25,6 +26,8 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from azllm.model.kernels import INPLACE_OUTPUTS
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
                    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
@@ -112,29 +115,66 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     return layers
 
 
-def _sac_context():
-    """Selective AC's policy, one counter per forward and recompute pass (torchtitan's)."""
+def _sac_context(no_save: list[int] | None = None):
+    """Selective AC's policy, one counter per forward and recompute pass (torchtitan's).
+
+    ``no_save``: a one-item counter, non-zero while a module whose output is later overwritten
+    in place runs (see :func:`apply_activation_checkpointing`); its matmuls are recomputed.
+    """
     counts: dict[str, int] = defaultdict(int)
 
     def policy(ctx, func, *args, **kwargs):
         mode = "recompute" if ctx.is_recompute else "forward"
         if func == torch.ops.aten.mm.default:
             counts[mode] += 1
+            if no_save and no_save[0]:
+                return CheckpointPolicy.PREFER_RECOMPUTE
             return CheckpointPolicy.MUST_SAVE if counts[mode] % 2 == 0 else CheckpointPolicy.PREFER_RECOMPUTE
         return CheckpointPolicy.MUST_SAVE if func in SAC_SAVE_OPS else CheckpointPolicy.PREFER_RECOMPUTE
 
     return create_selective_checkpoint_contexts(policy)
 
 
-def apply_activation_checkpointing(model: torch.nn.Module, mode: str) -> None:
+def _flag_while_running(module: torch.nn.Module, flag: list[int]) -> None:
+    """``flag[0]`` is non-zero while ``module``'s forward runs (in forward and in recompute)."""
+    def enter(_module, _args):
+        flag[0] += 1
+
+    def leave(_module, _args, _output):
+        flag[0] -= 1
+
+    module.register_forward_pre_hook(enter)
+    module.register_forward_hook(leave)
+
+
+def apply_activation_checkpointing(model: torch.nn.Module, mode: str, *, liger: bool = False) -> None:
     """Wrap each decoder layer: ``full`` recomputes it whole in backward, ``selective`` keeps
     matmul and attention outputs. The wrapper's FQN prefix is invisible to DCP state dicts,
-    so checkpoints are interchangeable between modes."""
+    so checkpoints are interchangeable between modes.
+
+    ``liger``: Liger's kernels are applied. Its RoPE rotates q and k *in place*, in the very
+    buffers ``q_proj``/``k_proj`` returned; a saved matmul output is an alias of that buffer, so
+    recompute would rotate the saved, already rotated K a second time, and attention's backward
+    would use it (q_proj's gradient off by ~60%, with an unchanged loss; Triton's writes do not
+    bump ``_version``, so PyTorch's recompute check does not see it). Selective AC therefore
+    never saves the outputs of ``kernels.INPLACE_OUTPUTS`` (q_proj, k_proj) under Liger: they are
+    recomputed, and the rest of the pattern is unchanged. Cost, for Llama-3.2-1B (GQA, 8 KV
+    heads): the k_proj output is no longer kept (B x T x 512 values a layer less memory) and
+    recomputed (2048 x 512 of the layer's 60.8M matmul parameters, ~1.7% of its forward
+    matmul FLOPs, ~0.6% of a step's). We keep Liger's fused RoPE rather than drop it under
+    selective AC: the fix costs less than the unfused RoPE's extra memory traffic would.
+    """
     if mode == "none":
         return
     layers = decoder_layers(model)
     for i, layer in enumerate(layers):
-        kwargs = {"context_fn": _sac_context} if mode == "selective" else {}
+        kwargs = {}
+        if mode == "selective":
+            no_save = [0]
+            if liger:
+                for name in INPLACE_OUTPUTS:
+                    _flag_while_running(layer.get_submodule(name), no_save)
+            kwargs["context_fn"] = partial(_sac_context, no_save)
         layers[i] = checkpoint_wrapper(layer, preserve_rng_state=False, **kwargs)
 
 

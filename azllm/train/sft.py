@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,19 @@ def _checkpoint_callback(on_checkpoint: Callable[[Path], None]):
     return CheckpointHook()
 
 
+def pin_to_one_device(args) -> None:
+    """Train on one device unless launched distributed (torchrun / accelerate set WORLD_SIZE).
+
+    Without a launcher, transformers sets ``n_gpu`` to every visible GPU and would wrap the model
+    in ``nn.DataParallel``, which TRL's SFTTrainer refuses ("does not support nn.DataParallel"):
+    the `local` profile on any multi-GPU box. The model already sits on ``cuda:0`` (the Trainer's
+    device); one GPU is what LoRA SFT of these models needs. Trainer does the same
+    (``args._n_gpu = 1``) for a model split with ``device_map``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and args.n_gpu > 1:
+        logger.info("sft: %d GPUs visible, no distributed launcher: training on one (cuda:0)", args.n_gpu)
+        args._n_gpu = 1
+
+
 def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messages], *, out_dir: Path,
                       on_checkpoint: Callable[[Path], None] | None = None):
     """An `SFTTrainer` with a fresh LoRA adapter on `model`, assistant-only loss, records as given.
@@ -153,7 +167,7 @@ def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messag
         logging_steps=1,
         logging_first_step=True,
         report_to=report_to,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=cuda and torch.cuda.is_bf16_supported(including_emulation=False),
         use_liger_kernel=cfg.liger and cuda,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -168,6 +182,7 @@ def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messag
         target_modules=list(cfg.lora.target_modules),
         task_type="CAUSAL_LM",
     )
+    pin_to_one_device(args)
     dataset = Dataset.from_list([{"messages": m} for m in records])
     callbacks = [_checkpoint_callback(on_checkpoint)] if on_checkpoint else None
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
