@@ -34,7 +34,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 from azllm.model.kernels import apply_liger
 from azllm.train import checkpointing
 from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
-from azllm.train.faults import maybe_fail_after
+from azllm.train.faults import maybe_fail_after, maybe_fail_at, sigkill_mid_upload
 from azllm.train.flops import flops_per_token, matmul_params, peak_flops
 from azllm.train.launcher import PhaseSpec, free_port
 from azllm.train.metrics import append_record
@@ -99,6 +99,9 @@ def train(spec: PhaseSpec) -> None:
     nnodes = world_size // int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     master = rank == 0
     writer, registrar, finished = None, checkpointing.MetaflowRegistrar(), False
+    uploader = None if not spec.checkpoint_store else checkpointing.StoreUploader(
+        checkpointing.CheckpointStore(spec.checkpoint_store), rank=rank,
+        kill_mid_upload_of=sigkill_mid_upload(spec.phase, rank))
     try:
         torch.manual_seed(spec.seed)
         np.random.seed(spec.seed)
@@ -153,10 +156,13 @@ def train(spec: PhaseSpec) -> None:
         peak = peak_flops(device)
 
         # -------------------------------------------------------------------
-        # Resume: the newest checkpoint complete on every rank's view of the directory
+        # Resume: the checkpoint each node's launcher chose and verified, if every node got the same
         start_step = 0
-        resumed_from = checkpointing.agreed_latest_checkpoint(ckpt_dir, device=device)
+        resumed_from = checkpointing.agreed_checkpoint(spec.resume_checkpoint, device=device)
         if resumed_from is not None:
+            if master:  # before loading, so a failing load names its checkpoint
+                print(f"[cpt] resuming from {resumed_from} at step {checkpointing.checkpoint_step(resumed_from) + 1}",
+                      flush=True)
             state = checkpointing.load_checkpoint(resumed_from, model=model, optimizer=optimizer)
             scheduler.load_state_dict(state["scheduler"])
             stream.load_state_dict(state["data"])
@@ -188,7 +194,6 @@ def train(spec: PhaseSpec) -> None:
                   f"{tokens_per_step * tc.max_steps / (stream.num_blocks * seq_len):.2f} epochs",
                   flush=True)
             if resumed_from is not None:
-                print(f"[cpt] resuming from {resumed_from} at step {start_step + 1}", flush=True)
                 append_record(metrics_path, {"event": "resume", "from_checkpoint": str(resumed_from),
                                              "resume_step": start_step + 1})
             append_record(metrics_path, info)
@@ -204,6 +209,7 @@ def train(spec: PhaseSpec) -> None:
         last_log_time, last_log_step = time.perf_counter(), start_step
         t_start = last_log_time
         for step in range(start_step + 1, tc.max_steps + 1):
+            maybe_fail_at(spec.phase, step)
             loss_sum = torch.zeros((), device=device)
             for _ in range(tc.grad_accum_steps):
                 x = stream.next_batch()  # (B, T), on CPU: this check costs no device sync
@@ -254,12 +260,20 @@ def train(spec: PhaseSpec) -> None:
                 path = checkpointing.save_checkpoint(
                     ckpt_dir, step, model=model, optimizer=optimizer,
                     trainer_state={"scheduler": scheduler.state_dict(), "data": stream.state_dict()},
-                    metadata={"phase": spec.phase, "max_steps": tc.max_steps}, keep=registrar.in_flight())
+                    metadata={"phase": spec.phase, "max_steps": tc.max_steps}, keep=registrar.in_flight(),
+                    uploader=uploader)
+                save_s = time.perf_counter() - t_save
+                if master:  # what the save held training up for (an upload runs beside training)
+                    append_record(metrics_path, {"event": "checkpoint", "step": step, "save_s": save_s,
+                                                 "store": spec.checkpoint_store})
+                if master and uploader is not None:
+                    print(f"[cpt] staged checkpoint {step}; uploading to {spec.checkpoint_store}", flush=True)
                 if master and path is not None:
                     print(f"[cpt] saved checkpoint {path}", flush=True)
                     registrar.submit(path, {"phase": spec.phase, "step": step})  # uploads in a thread
                 last_log_time += time.perf_counter() - t_save  # tokens/s measures training only
-                maybe_fail_after(spec.phase, step, settle=lambda: (registrar.close(), dist.barrier()))
+                maybe_fail_after(spec.phase, step, settle=lambda: (registrar.close(), uploader and uploader.close(),
+                                                                   dist.barrier()))
 
         # -------------------------------------------------------------------
         # Export
@@ -272,6 +286,8 @@ def train(spec: PhaseSpec) -> None:
         finished = True
     finally:
         registrar.close()  # the last upload ends here, with no rank inside a collective
+        if uploader is not None:
+            uploader.close()
         if writer is not None:
             writer.close()
         if finished:
