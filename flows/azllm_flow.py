@@ -154,7 +154,7 @@ class AzLLMFlow(FlowSpec):
     def cpt_embeddings(self):
         """Phase 1: adapt the vocabulary (FVT init) and train the embeddings only."""
         from azllm.cards import cpt_card
-        from azllm.compute.distributed import torchrun_layout
+        from azllm.compute.distributed import checkpoint_stores, torchrun_layout
         from azllm.faults import fail_after_train_step
         from azllm.flowutil import begin_step, live_phase_dir, store_phase
         from azllm.train.arms import load_arm_corpus, train_embeddings_phase
@@ -169,7 +169,8 @@ class AzLLMFlow(FlowSpec):
                                             corpus=load_arm_corpus(Path(current.model.loaded["packed"]),
                                                                    self.pack_stats), out_dir=out,
                                             resume_from=loaded_checkpoint_for_this_run(),
-                                            fail_after_step=fail_after_train_step("cpt_embeddings"), layout=layout)
+                                            fail_after_step=fail_after_train_step("cpt_embeddings"), layout=layout,
+                                            **checkpoint_stores(layout, "cpt_embeddings", self.arm))
             if layout.is_main_node:  # node 0 exports the model; the other nodes only trained their shards
                 self.embeddings_metrics, self.embeddings_model, self.embeddings_tensorboard = store_phase(
                     result, f"cpt_embeddings_{self.arm}")
@@ -203,7 +204,7 @@ class AzLLMFlow(FlowSpec):
     def cpt_full(self):
         """Phase 2: all parameters at a lower learning rate."""
         from azllm.cards import cpt_card
-        from azllm.compute.distributed import torchrun_layout
+        from azllm.compute.distributed import checkpoint_stores, torchrun_layout
         from azllm.faults import fail_after_train_step
         from azllm.flowutil import begin_step, live_phase_dir, store_phase
         from azllm.train.arms import load_arm_corpus, train_full_phase
@@ -217,7 +218,8 @@ class AzLLMFlow(FlowSpec):
                                       corpus=load_arm_corpus(Path(current.model.loaded["packed"]), self.pack_stats),
                                       out_dir=out,
                                       resume_from=loaded_checkpoint_for_this_run(),
-                                      fail_after_step=fail_after_train_step("cpt_full"), layout=layout)
+                                      fail_after_step=fail_after_train_step("cpt_full"), layout=layout,
+                                      **checkpoint_stores(layout, "cpt_full", self.arm))
             if layout.is_main_node:
                 self.full_metrics, self.full_model, self.full_tensorboard = store_phase(result, f"cpt_full_{self.arm}")
         self.cpt_layout = layout.as_kwargs()

@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 
 from azllm.config import CptConfig, PhaseConfig
 from azllm.train.blocks import BlockStream, load_training_blocks
-from azllm.train.checkpointing import list_checkpoints, missing_files
+from azllm.train.checkpointing import list_checkpoints
+from azllm.train.faults import AT_STEP_ENV_VAR
 from azllm.train.launcher import PhaseSpec, WorkerError, run_cpt_phase
 from azllm.train.metrics import read_metrics, read_metrics_records
 
@@ -134,7 +135,9 @@ def test_embeddings_phase_trains_only_embeddings_under_fsdp(tiny_base, tmp_path,
 @pytest.fixture(scope="module")
 def full_runs(tiny_base, tmp_path_factory):
     """An uninterrupted 18-step full run, and the same spec killed after step 6 (checkpoints 3
-    and 6 written), one shard file of step 6 deleted, then resumed: from step 3."""
+    and 6 written), then rerun twice with step 6 damaged (issue 26.1): first its
+    ``__0_0.distcp`` cut in half (that rerun is stopped at step 5, before it saves again), then,
+    the shard put back, its ``trainer.pt`` cut to 100 bytes. Both reruns resume from step 3."""
     tmp = tmp_path_factory.mktemp("full")
     train = {"lr": 1e-2, "max_steps": 18, "save_every_steps": 3, "log_every_steps": 1}
     straight = _run(tiny_base, tmp, "full", work="straight", **train)
@@ -145,13 +148,23 @@ def full_runs(tiny_base, tmp_path_factory):
     assert not (tmp / "resumed-out").exists()
     ckpts = tmp / "resumed" / "checkpoints"
     assert [p.name for p in list_checkpoints(ckpts)] == ["step-000003", "step-000006"]
-    shard = sorted((ckpts / "step-000006").glob("*.distcp"))[-1]
-    shard.unlink()
-    missing = missing_files(ckpts / "step-000006")
-    assert missing == [shard.name], missing
-    assert [p.name for p in list_checkpoints(ckpts)] == ["step-000003"], "an incomplete checkpoint is listed"
-    resumed = _run(tiny_base, tmp, "full", work="resumed", **train)
-    return {"straight": straight, "resumed": resumed, "error": str(failed.value), "dir": tmp}
+    shard, trainer = ckpts / "step-000006" / "__0_0.distcp", ckpts / "step-000006" / "trainer.pt"
+    intact = shard.read_bytes()
+    shard.write_bytes(intact[: len(intact) // 2])
+    log = tmp / "resumed" / "worker.log"
+    logs, seen = [], len(log.read_text())
+    with pytest.MonkeyPatch.context() as mp:  # rerun 1: resumes from 3, dies at step 5
+        mp.setenv(AT_STEP_ENV_VAR, "cpt_full:5")
+        with pytest.raises(WorkerError, match="injected failure as step 5 begins"):
+            _run(tiny_base, tmp, "full", work="resumed", **train)
+    logs.append(log.read_text()[seen:])
+    seen += len(logs[-1])
+    assert shard.stat().st_size == len(intact) // 2, "the damaged checkpoint was overwritten"
+    shard.write_bytes(intact)
+    trainer.write_bytes(trainer.read_bytes()[:100])
+    resumed = _run(tiny_base, tmp, "full", work="resumed", **train)  # rerun 2: resumes from 3 again
+    logs.append(log.read_text()[seen:])
+    return {"straight": straight, "resumed": resumed, "error": str(failed.value), "dir": tmp, "logs": logs}
 
 
 def test_full_phase_trains_everything_and_loss_falls(full_runs, tiny_base):
@@ -171,9 +184,17 @@ def test_full_phase_trains_everything_and_loss_falls(full_runs, tiny_base):
 
 
 def test_resume_continues_at_next_step_and_matches_uninterrupted(full_runs):
+    """Issue 26.1: a truncated file in the newest checkpoint is skipped with one line naming it and
+    why, on every rerun; the previous checkpoint is resumed, its path printed before loading."""
     resumed, straight = full_runs["resumed"], full_runs["straight"]
-    assert resumed.metrics["resumed_at_steps"] == [4]
-    assert "resuming from" in (full_runs["dir"] / "resumed" / "worker.log").read_text()
+    assert resumed.metrics["resumed_at_steps"] == [4, 4]
+    for log, damaged in zip(full_runs["logs"], ["__0_0.distcp has", "trainer.pt has 100 bytes"], strict=True):
+        skips = [line for line in log.splitlines() if "[checkpoint] skipping" in line]
+        assert len(skips) == 1 and "step-000006" in skips[0] and damaged in skips[0], skips
+        resuming = log.index(f"[cpt] resuming from {full_runs['dir'] / 'resumed' / 'checkpoints' / 'step-000003'} "
+                             "at step 4")  # the worker says so before it loads
+        assert log.index("[checkpoint] skipping") < resuming
+        assert "Traceback" not in log[:resuming] and "PytorchStreamReader" not in log
     assert [h["step"] for h in resumed.metrics["history"]] == list(range(1, 19))
     for a, b in zip(straight.metrics["history"], resumed.metrics["history"], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), a["step"]

@@ -24,27 +24,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_checkpoint_store import moto_endpoint  # noqa: F401 - a fixture
 from test_cpt import BLOCK_SIZE, _cpt, _weights, tiny_base  # noqa: F401 - tiny_base is a fixture
 
+from azllm.train.checkpointing import KEPT_AFTER_PHASE, CheckpointStore, store_checkpoints, store_problems
+from azllm.train.faults import KILL_ENV_VAR
 from azllm.train.launcher import free_port, run_cpt_phase
 from conftest import REPO_ROOT, run_id_of
 
 TRAIN = {"lr": 1e-2, "max_steps": 6, "micro_batch_size": 2, "warmup_steps": 1, "log_every_steps": 1}
 
 
-def _run_gang(tiny_base, root: Path, nnodes: int, nproc_per_node: int, train: dict | None = None):  # noqa: F811
-    """Run one CPT phase as `nnodes` nodes (threads here, hosts in the cloud); node 0's result."""
+def _run_gang(tiny_base, root: Path, nnodes: int, nproc_per_node: int, train: dict | None = None,  # noqa: F811
+              *, expect_failure: bool = False, **kwargs):
+    """Run one CPT phase as `nnodes` nodes (threads here, hosts in the cloud), each in its own work
+    dir (no shared filesystem); node 0's result, or with ``expect_failure`` the nodes' errors."""
     port = free_port()
     train = train or TRAIN
     results, errors = {}, []
 
     def node(rank: int) -> None:
         try:
-            results[rank] = run_cpt_phase(_cpt("full", **train), phase="full", model_dir=tiny_base["tied"],
+            results[rank] = run_cpt_phase(_cpt("full", {"collective_timeout_s": 60}, **train), phase="full",
+                                          model_dir=tiny_base["tied"],
                                           blocks_path=tiny_base["blocks"], out_dir=root / f"node{rank}-out",
                                           work_dir=root / f"node{rank}", nproc_per_node=nproc_per_node,
                                           nnodes=nnodes, node_rank=rank, master_addr="127.0.0.1",
-                                          master_port=port)
+                                          master_port=port, **kwargs)
         except Exception as e:  # noqa: BLE001 - re-raised below with the node
             errors.append((rank, e))
 
@@ -53,6 +59,9 @@ def _run_gang(tiny_base, root: Path, nnodes: int, nproc_per_node: int, train: di
         t.start()
     for t in threads:
         t.join(timeout=600)
+    if expect_failure:
+        assert errors, "the gang was meant to fail"
+        return errors
     assert not errors, errors
     return results[0]
 
@@ -62,8 +71,14 @@ def one_node_two_procs(tiny_base, tmp_path_factory):  # noqa: F811
     return _run_gang(tiny_base, tmp_path_factory.mktemp("1x2"), nnodes=1, nproc_per_node=2)
 
 
-def test_two_nodes_one_process_each_match_one_node_two_processes(tiny_base, one_node_two_procs, tmp_path):  # noqa: F811
-    multi = _run_gang(tiny_base, tmp_path, nnodes=2, nproc_per_node=1)
+@pytest.fixture(scope="module")
+def two_nodes_one_proc(tiny_base, tmp_path_factory):  # noqa: F811
+    root = tmp_path_factory.mktemp("2x1")
+    return _run_gang(tiny_base, root, nnodes=2, nproc_per_node=1), root
+
+
+def test_two_nodes_one_process_each_match_one_node_two_processes(two_nodes_one_proc, one_node_two_procs):
+    multi, tmp_path = two_nodes_one_proc
     m, ref = multi.metrics, one_node_two_procs.metrics
     assert m["world_size"] == 2 and m["params_are_dtensors"]
     assert m["steps"] == TRAIN["max_steps"] and m["final_loss"] < m["first_loss"], "did not train"
@@ -76,29 +91,70 @@ def test_two_nodes_one_process_each_match_one_node_two_processes(tiny_base, one_
         torch.testing.assert_close(ours[name], t, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_nodes_without_a_shared_checkpoint_dir_restart_together(tiny_base, one_node_two_procs, tmp_path):  # noqa: F811
-    """Each node has its own work dir (no shared filesystem): node 0 never holds every shard of a
-    checkpoint, so none is marked complete or registered, and the run says why. A rerun must not
-    resume (dcp.load would fail on the missing shards): the gang starts at step 1 and trains the
-    same steps again."""
-    first = _run_gang(tiny_base, tmp_path, nnodes=2, nproc_per_node=1)
-    log = (tmp_path / "node0" / "worker.log").read_text()
-    assert "not shared by every node" in log and "saved checkpoint" not in log
-    assert not list((tmp_path / "node0" / "checkpoints").glob("step-*")), "an incomplete checkpoint was kept"
-    again = _run_gang(tiny_base, tmp_path, nnodes=2, nproc_per_node=1)
-    assert again.metrics["resumed_at_steps"] == []
-    starts = [json.loads(line) for line in (tmp_path / "node0" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["start_step"] for r in starts if r.get("event") == "start"] == [1, 1]
-    for a, b in zip(again.metrics["history"], first.metrics["history"], strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
+@pytest.fixture
+def s3_store(moto_endpoint, monkeypatch, tmp_path):  # noqa: F811
+    """A fresh bucket on the moto S3 server on localhost; the workers inherit the endpoint."""
+    import boto3
+
+    for key, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"gang-{abs(hash(str(tmp_path))) % 10**8}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/AzLLMFlow/1/cpt_full/extend"
 
 
-def test_hsdp_on_two_nodes_matches_fsdp_on_one(tiny_base, tmp_path):  # noqa: F811
-    """2 nodes x 2 processes shard within a node and replicate across nodes (a 2-D mesh); the
-    losses equal 1 node x 4 processes (a 1-D mesh over the same 4 data-parallel ranks)."""
-    train = {**TRAIN, "max_steps": 3}
-    hsdp = _run_gang(tiny_base, tmp_path / "hsdp", nnodes=2, nproc_per_node=2, train=train)
+def test_nodes_without_a_shared_filesystem_resume_from_the_checkpoint_store(tiny_base, two_nodes_one_proc,  # noqa: F811
+                                                                          tmp_path, s3_store, monkeypatch):
+    """Issue 24: two nodes, each with its own checkpoint directory, S3 (moto) as the store. Node 1's
+    worker is SIGKILLed once step 2's checkpoint is complete in the store and mid-way through
+    uploading step 4's (its RNG file is there, its shard not). The retry resumes at step 3 from
+    step 2 on both nodes, never from the incomplete step 4, and ends on the uninterrupted run's
+    weights (2 nodes x 1 process run straight) within the one-node resume tolerance."""
+    train = {**TRAIN, "save_every_steps": 2}
+    monkeypatch.setenv(KILL_ENV_VAR, "cpt_full:4:1")
+    errors = _run_gang(tiny_base, tmp_path, 2, 1, train, checkpoint_store=s3_store, expect_failure=True)
+    assert {rank for rank, _ in errors} == {0, 1}, errors
+    monkeypatch.delenv(KILL_ENV_VAR)
+    assert "SIGKILL mid-way through the upload" in (tmp_path / "node1" / "worker.log").read_text()
+    store = CheckpointStore(s3_store)
+    found = store_checkpoints(store)
+    assert not store_problems(store, 2, found[2]), "step 2 was complete in the store before the kill"
+    assert "rng-rank00001.pt" in found[4] and "__1_0.distcp" not in found[4], found[4]
+    assert store_problems(store, 4, found[4]), "a checkpoint missing a rank's shard passed as complete"
+    assert not list((tmp_path / "node0" / "checkpoints").glob("step-*")), "nothing is complete on one disk"
+
+    retry = _run_gang(tiny_base, tmp_path, 2, 1, train, checkpoint_store=s3_store)
+    assert retry.metrics["resumed_at_steps"] == [3]
+    for rank in (0, 1):
+        log = (tmp_path / f"node{rank}" / "worker.log").read_text()
+        assert f"skipping {s3_store}/step-000004" in log, rank
+        assert f"{tmp_path / f'node{rank}' / 'checkpoints' / 'step-000002'} (step 2) is complete" in log, rank
+    straight = two_nodes_one_proc[0]
+    ref = straight.metrics["history"]
+    assert [h["step"] for h in retry.metrics["history"]] == [h["step"] for h in ref] == list(range(1, 7))
+    for a, b in zip(retry.metrics["history"], ref, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), a["step"]
+    ours, theirs = _weights(retry.model_dir), _weights(straight.model_dir)
+    for name, t in theirs.items():
+        torch.testing.assert_close(ours[name], t, rtol=1e-5, atol=1e-6, msg=name)
+    # the phase finished: only the last checkpoint's meta.json and trainer.pt stay in the store
+    assert sorted(store.listing()) == [f"step-000006/{n}" for n in sorted(KEPT_AFTER_PHASE)]
+
+
+def test_hsdp_on_two_nodes_resumes_like_fsdp_on_one(tiny_base, tmp_path, s3_store):  # noqa: F811
+    """2 nodes x 2 processes shard within a node and replicate across nodes (a 2-D mesh). Killed
+    after step 2's checkpoint (in the store; DCP writes each replicated shard once, from one of
+    its replicas, so each node's download brings the other node's files) and retried, the run
+    equals 1 node x 4 processes run straight (a 1-D mesh over the same 4 data-parallel ranks):
+    losses and final weights."""
+    train = {**TRAIN, "max_steps": 3, "save_every_steps": 2}
+    _run_gang(tiny_base, tmp_path / "hsdp", nnodes=2, nproc_per_node=2, train=train, checkpoint_store=s3_store,
+              fail_after_step=2, expect_failure=True)
+    hsdp = _run_gang(tiny_base, tmp_path / "hsdp", nnodes=2, nproc_per_node=2, train=train, checkpoint_store=s3_store)
     fsdp = _run_gang(tiny_base, tmp_path / "fsdp", nnodes=1, nproc_per_node=4, train=train)
+    assert hsdp.metrics["resumed_at_steps"] == [3]
     meshes = {}
     for name in ("hsdp", "fsdp"):
         lines = (tmp_path / name / "node0" / "metrics.jsonl").read_text().splitlines()
@@ -107,8 +163,11 @@ def test_hsdp_on_two_nodes_matches_fsdp_on_one(tiny_base, tmp_path):  # noqa: F8
     assert hsdp.metrics["world_size"] == fsdp.metrics["world_size"] == 4
     diffs = [abs(a["loss"] - b["loss"]) for a, b in zip(hsdp.metrics["history"], fsdp.metrics["history"],
                                                            strict=True)]
-    print(f"HSDP vs FSDP max |loss diff| over {len(diffs)} steps: {max(diffs):.2e}")
+    print(f"HSDP (resumed) vs FSDP max |loss diff| over {len(diffs)} steps: {max(diffs):.2e}")
     assert len(diffs) == 3 and max(diffs) < 1e-4, diffs
+    ours, theirs = _weights(hsdp.model_dir), _weights(fsdp.model_dir)
+    for name, t in theirs.items():
+        torch.testing.assert_close(ours[name], t, rtol=1e-4, atol=1e-5, msg=name)
 
 
 GANG_FLOW = '''
@@ -141,15 +200,16 @@ class GangFlow(FlowSpec):
     @parallel
     @step
     def train(self):
-        from azllm.compute.distributed import torchrun_layout
+        from azllm.compute.distributed import checkpoint_stores, torchrun_layout
         from azllm.config import ComputeConfig, CptConfig, PhaseConfig
         from azllm.train.launcher import run_cpt_phase
 
         layout = torchrun_layout(ComputeConfig(profile="local-2nodes", nproc_per_node=1), "cpt_full")
-        cfg = CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, full=PhaseConfig(**TRAIN))
+        cfg = CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, full=PhaseConfig(**TRAIN, save_every_steps=3))
         node = Path(self.out) / f"node{layout.node_rank}"
+        self.stores = checkpoint_stores(layout, "train", self.arm)
         result = run_cpt_phase(cfg, phase="full", model_dir=Path(self.model_dir), blocks_path=Path(self.blocks),
-                               out_dir=node / "model", work_dir=node / "work", **layout.as_kwargs())
+                               out_dir=node / "model", work_dir=node / "work", **self.stores, **layout.as_kwargs())
         self.layout = layout.as_kwargs()
         self.full_metrics = result.metrics if layout.is_main_node else None
         self.next(self.join)
@@ -196,6 +256,13 @@ def test_parallel_step_inside_foreach_runs_two_nodes_through_metaflow(tiny_base,
     assert {lay["nnodes"] for lay in layouts} == {2} and {lay["nproc_per_node"] for lay in layouts} == {1}
     assert layouts[0]["master_port"] == layouts[1]["master_port"]
     assert metrics["world_size"] == 2 and metrics["steps"] == TRAIN["max_steps"]
+    # checkpoints went through the flow's own (local) datastore, and the finished phase kept only
+    # the last one's meta.json and trainer.pt there
+    stores = {task.data.stores["checkpoint_store"] for task in run["train"]}
+    store = Path(stores.pop())
+    assert not stores and store.parts[-5:] == ("azllm-checkpoints", "GangFlow", run.id, "train", "extend"), store
+    assert sorted(p.name for p in store.rglob("*") if p.is_file()) == ["meta.json", "trainer.pt"]
+    assert "staged checkpoint 3" in (tmp_path / "out" / "node0" / "work" / "worker.log").read_text()
     for a, b in zip(metrics["history"], one_node_two_procs.metrics["history"], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), a["step"]
 

@@ -21,7 +21,8 @@ import zlib
 from azllm.compute.profile import load_compute_profile
 from azllm.train.launcher import DEFAULT_MASTER_PORT, TorchrunLayout, training_processes_per_node
 
-__all__ = ["TorchrunLayout", "num_nodes", "parallel_torchrun_args", "rendezvous_port", "torchrun_layout"]
+__all__ = ["TorchrunLayout", "checkpoint_stores", "num_nodes", "parallel_torchrun_args", "rendezvous_port",
+           "torchrun_layout"]
 
 LOCAL_PORT_RANGE = (20000, 40000)
 """Rendezvous ports for gangs whose nodes share this host: one per gang, from its control task."""
@@ -83,3 +84,38 @@ def _gang_id(step_name: str) -> str:
     control = os.environ.get("MF_PARALLEL_CONTROL_TASK_ID", "")
     run_id = getattr(current, "run_id", None) or ""
     return f"{run_id}/{step_name}/{control}"
+
+
+CHECKPOINT_PREFIX = "azllm-checkpoints"
+"""Folder under the Metaflow datastore root holding multi-node CPT checkpoints, per flow/run/step/arm."""
+
+
+def checkpoint_stores(layout: TorchrunLayout, step_name: str, arm: str) -> dict[str, str]:
+    """``checkpoint_store`` and ``resume_store`` for ``run_cpt_phase`` in an ``@parallel`` step.
+
+    One node: ``{}`` (checkpoints stay on its disk and go to Metaflow with ``@checkpoint``).
+    Several nodes share no filesystem, so every rank uploads its files under the flow's own
+    datastore root (S3 in the cloud; the local datastore when the gang runs on one machine):
+    ``<root>/azllm-checkpoints/<flow>/<run>/<step>/<arm>``. A ``@retry`` attempt has the same run
+    id and finds them; ``resume`` (a new run) also reads the run it resumes (``origin_run_id``).
+    """
+    if layout.nnodes == 1:
+        return {}
+    from metaflow import current
+    from metaflow.datastore import FlowDataStore
+
+    impl = FlowDataStore.default_storage_impl  # set by Metaflow's CLI in every task
+    root = getattr(impl, "datastore_root", None)
+    if impl is None or impl.TYPE not in ("s3", "local") or not root:
+        raise RuntimeError(f"step {step_name!r} runs on {layout.nnodes} nodes, which keep their checkpoints in the "
+                           "flow's datastore, but this run's datastore is "
+                           f"{getattr(impl, 'TYPE', None)!r} at {root!r}; use --datastore=s3 (or local on one machine)")
+
+    def url(run_id: str) -> str:
+        return f"{str(root).rstrip('/')}/{CHECKPOINT_PREFIX}/{current.flow_name}/{run_id}/{step_name}/{arm}"
+
+    stores = {"checkpoint_store": url(str(current.run_id))}
+    origin = getattr(current, "origin_run_id", None)
+    if origin:
+        stores["resume_store"] = url(str(origin))
+    return stores

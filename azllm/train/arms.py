@@ -98,7 +98,8 @@ def load_arm_corpus(packed_dir: Path, stats: dict) -> ArmCorpus:
 
 def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, corpus: ArmCorpus, out_dir: Path,
                resume_from: Path | None, fail_after_step: int | None,
-               layout: TorchrunLayout | None) -> ArmPhaseResult:
+               layout: TorchrunLayout | None, checkpoint_store: str | None = None,
+               resume_store: str | None = None) -> ArmPhaseResult:
     packed = corpus.packed
     if packed.block_size != cfg.cpt.block_size:
         raise ValueError(f"{packed.path}: blocks of {packed.block_size} tokens but [cpt] block_size = "
@@ -111,7 +112,8 @@ def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, corpus: ArmC
     result = run_cpt_phase(cpt_cfg, phase=phase, model_dir=model_dir, blocks_path=packed.path,
                            out_dir=out_dir / "model", work_dir=phase_work_dir(out_dir),
                            resume_from=resume_from, fail_after_step=fail_after_step,
-                           attn_implementation=cfg.model.attn_implementation, **layout.as_kwargs())
+                           attn_implementation=cfg.model.attn_implementation,
+                           checkpoint_store=checkpoint_store, resume_store=resume_store, **layout.as_kwargs())
     metrics = dict(result.metrics)
     metrics["packed"] = {"blocks": packed.num_blocks, "tokens": packed.num_tokens}
     metrics.update(budget.seen(int(metrics.get("tokens", 0))))
@@ -141,12 +143,14 @@ def metrics_path(out_dir: Path) -> Path:
 
 def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path, corpus: ArmCorpus, out_dir: Path,
                            resume_from: Path | None = None, fail_after_step: int | None = None,
-                           layout: TorchrunLayout | None = None) -> ArmPhaseResult:
+                           layout: TorchrunLayout | None = None, checkpoint_store: str | None = None,
+                           resume_store: str | None = None) -> ArmPhaseResult:
     """Phase 1 of `arm`: vocabulary adaptation, then embeddings-only training (not for baseline).
 
     `resume_from`: a checkpoint restored by Metaflow's `@checkpoint` (this run's lineage only).
     `layout`: this node's place in a multi-node gang (`@parallel`); None = one node. Every node
     adapts the vocabulary itself (the workers read the model from local disk).
+    `checkpoint_store`, `resume_store`: several nodes (azllm.compute.distributed.checkpoint_stores).
     """
     from azllm.model.load import materialize_base_model
 
@@ -158,14 +162,17 @@ def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path
                    "device_hours": 0.0, "gpu_hours": 0.0}
         return ArmPhaseResult(model_dir=adapted, metrics={**skipped, "vocab": vocab_stats})
     result = _run_phase(cfg, "embeddings", model_dir=adapted, corpus=corpus, out_dir=out_dir,
-                        resume_from=resume_from, fail_after_step=fail_after_step, layout=layout)
+                        resume_from=resume_from, fail_after_step=fail_after_step, layout=layout,
+                        checkpoint_store=checkpoint_store, resume_store=resume_store)
     result.metrics["vocab"] = vocab_stats
     return result
 
 
 def train_full_phase(cfg: PipelineConfig, *, init_dir: Path, corpus: ArmCorpus, out_dir: Path,
                      resume_from: Path | None = None, fail_after_step: int | None = None,
-                     layout: TorchrunLayout | None = None) -> ArmPhaseResult:
-    """Phase 2: every parameter, from the phase-1 model (`layout` as in phase 1)."""
+                     layout: TorchrunLayout | None = None, checkpoint_store: str | None = None,
+                     resume_store: str | None = None) -> ArmPhaseResult:
+    """Phase 2: every parameter, from the phase-1 model (`layout` and the stores as in phase 1)."""
     return _run_phase(cfg, "full", model_dir=init_dir, corpus=corpus, out_dir=out_dir,
-                      resume_from=resume_from, fail_after_step=fail_after_step, layout=layout)
+                      resume_from=resume_from, fail_after_step=fail_after_step, layout=layout,
+                      checkpoint_store=checkpoint_store, resume_store=resume_store)

@@ -35,7 +35,7 @@ from azllm.config import ConfigError
 from azllm.model.kernels import apply_liger, liger_loss_kwargs
 from azllm.train import checkpointing, resume
 from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
-from azllm.train.faults import maybe_fail_after
+from azllm.train.faults import maybe_fail_after, maybe_fail_at, sigkill_mid_upload
 from azllm.train.flops import flops_per_token, matmul_params, peak_flops
 from azllm.train.launcher import PhaseSpec, free_port
 from azllm.train.lifetime import die_with_parent
@@ -101,6 +101,9 @@ def train(spec: PhaseSpec) -> None:
     nnodes = world_size // int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     master = rank == 0
     writer, registrar, finished = None, checkpointing.MetaflowRegistrar(), False
+    uploader = None if not spec.checkpoint_store else checkpointing.StoreUploader(
+        checkpointing.CheckpointStore(spec.checkpoint_store), rank=rank,
+        kill_mid_upload_of=sigkill_mid_upload(spec.phase, rank))
     try:
         torch.manual_seed(spec.seed)
         np.random.seed(spec.seed)
@@ -159,16 +162,19 @@ def train(spec: PhaseSpec) -> None:
         peak = peak_flops(device)
 
         # -------------------------------------------------------------------
-        # Resume: the newest checkpoint complete on every rank's view of the directory, with the
-        # settings it was saved with unless the preset allows a change (azllm.train.resume)
+        # Resume: the checkpoint each node's launcher chose and verified, if every node got the same,
+        # with the settings it was saved with unless the preset allows a change (azllm.train.resume)
         start_step, tokens_seen, changes = 0, 0, {}
         settings = resume.training_settings(spec.phase, tc, block_size=seq_len, seed=spec.seed)
-        resumed_from = checkpointing.agreed_latest_checkpoint(ckpt_dir, device=device)
+        resumed_from = checkpointing.agreed_checkpoint(spec.resume_checkpoint, device=device)
         if resumed_from is not None:
             changes = resume.settings_changes(resume.saved_settings(resumed_from), settings)
             if changes and not spec.allow_config_change_on_resume:
                 raise ConfigError(f"{resumed_from}: changed training settings {resume.describe_changes(changes)}; "
                                   "set [cpt] allow_config_change_on_resume = true to resume with them")
+            if master:  # before loading, so a failing load names its checkpoint
+                print(f"[cpt] resuming from {resumed_from} at step {checkpointing.checkpoint_step(resumed_from) + 1}",
+                      flush=True)
             state = checkpointing.load_checkpoint(resumed_from, model=model, optimizer=optimizer)
             scheduler.load_state_dict(state["scheduler"])
             if changes:
@@ -204,7 +210,6 @@ def train(spec: PhaseSpec) -> None:
                   f"{tokens_per_step * tc.max_steps / (stream.num_blocks * seq_len):.2f} epochs",
                   flush=True)
             if resumed_from is not None:
-                print(f"[cpt] resuming from {resumed_from} at step {start_step + 1}", flush=True)
                 drop_steps_after(metrics_path, start_step)  # logged after that checkpoint: logged again now
                 append_record(metrics_path, {"event": "resume", "from_checkpoint": str(resumed_from),
                                              "resume_step": start_step + 1, "tokens_seen": tokens_seen,
@@ -223,6 +228,7 @@ def train(spec: PhaseSpec) -> None:
         pending: list[tuple] = []  # (step, lr, groups, epoch, tokens, loss_sum, grad_norm) since the last log
         t_start = last_log_time
         for step in range(start_step + 1, tc.max_steps + 1):
+            maybe_fail_at(spec.phase, step)
             loss_sum = torch.zeros((), device=device)
             for _ in range(tc.grad_accum_steps):
                 x = stream.next_batch()  # (B, T), on CPU: this check costs no device sync
@@ -283,12 +289,19 @@ def train(spec: PhaseSpec) -> None:
                     trainer_state={"scheduler": scheduler.state_dict(), "data": stream.state_dict(),
                                    "tokens_seen": tokens_seen},
                     metadata={"phase": spec.phase, "max_steps": tc.max_steps, resume.SETTINGS_KEY: settings},
-                    keep=registrar.in_flight())
+                    keep=registrar.in_flight(), uploader=uploader)
+                save_s = time.perf_counter() - t_save
+                if master:  # what the save held training up for (an upload runs beside training)
+                    append_record(metrics_path, {"event": "checkpoint", "step": step, "save_s": save_s,
+                                                 "store": spec.checkpoint_store})
+                if master and uploader is not None:
+                    print(f"[cpt] staged checkpoint {step}; uploading to {spec.checkpoint_store}", flush=True)
                 if master and path is not None:
                     print(f"[cpt] saved checkpoint {path}", flush=True)
                     registrar.submit(path, {"phase": spec.phase, "step": step})  # uploads in a thread
                 last_log_time += time.perf_counter() - t_save  # tokens/s measures training only
-                maybe_fail_after(spec.phase, step, settle=lambda: (registrar.close(), dist.barrier()))
+                maybe_fail_after(spec.phase, step, settle=lambda: (registrar.close(), uploader and uploader.close(),
+                                                                   dist.barrier()))
 
         # -------------------------------------------------------------------
         # Export
@@ -301,6 +314,8 @@ def train(spec: PhaseSpec) -> None:
         finished = True
     finally:
         registrar.close()  # the last upload ends here, with no rank inside a collective
+        if uploader is not None:
+            uploader.close()
         if writer is not None:
             writer.close()
         if finished:

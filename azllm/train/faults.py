@@ -12,6 +12,11 @@ import os
 from collections.abc import Callable
 
 TRAIN_ENV_VAR = "AZLLM_FAIL_AFTER_TRAIN_STEP"
+AT_STEP_ENV_VAR = "AZLLM_FAIL_AT_TRAIN_STEP"
+"""``cpt_full:5``: the workers raise as training step 5 begins (before it trains or saves)."""
+KILL_ENV_VAR = "AZLLM_SIGKILL_MID_UPLOAD"
+"""``cpt_full:4:1``: global rank 1 SIGKILLs itself mid-way through uploading step 4's checkpoint
+to the checkpoint store, once the previous checkpoint is complete there."""
 
 
 class InjectedFailure(RuntimeError):
@@ -24,6 +29,24 @@ def fail_after_train_step(step_name: str) -> int | None:
         name, _, n = item.strip().partition(":")
         if name == step_name and n.isdigit():
             return int(n)
+    return None
+
+
+def maybe_fail_at(phase: str, step: int) -> None:
+    """In the worker, as ``step`` begins: raise if ``AZLLM_FAIL_AT_TRAIN_STEP`` asks for it."""
+    for item in os.environ.get(AT_STEP_ENV_VAR, "").split(","):
+        name, _, n = item.strip().partition(":")
+        if name == f"cpt_{phase}" and n.isdigit() and int(n) == step:
+            raise InjectedFailure(f"{AT_STEP_ENV_VAR}={os.environ[AT_STEP_ENV_VAR]}: injected failure as "
+                                  f"step {step} begins")
+
+
+def sigkill_mid_upload(phase: str, rank: int) -> int | None:
+    """The step whose upload global rank ``rank`` of ``phase`` must die in (``AZLLM_SIGKILL_MID_UPLOAD``)."""
+    for item in os.environ.get(KILL_ENV_VAR, "").split(","):
+        parts = item.strip().split(":")
+        if len(parts) == 3 and parts[0] == f"cpt_{phase}" and parts[1].isdigit() and parts[2] == str(rank):
+            return int(parts[1])
     return None
 
 

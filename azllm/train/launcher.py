@@ -196,6 +196,12 @@ class PhaseSpec:
     """[cpt] allow_config_change_on_resume: resume a checkpoint saved with other settings (azllm.train.resume)."""
     attn_implementation: str = "sdpa"
     """``[model] attn_implementation``: the attention the worker builds its model with."""
+    checkpoint_store: str | None = None
+    """Several nodes without a shared filesystem: ``s3://bucket/prefix`` or a directory where every
+    rank uploads its checkpoint files (azllm.train.checkpointing.CheckpointStore); None: checkpoints
+    stay in ``checkpoint_dir`` (one node, or a filesystem every node mounts)."""
+    resume_checkpoint: str | None = None
+    """The checkpoint to resume, chosen and verified by the launcher on this node (None: step 1)."""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -243,7 +249,8 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
                   work_dir: Path, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                   master_addr: str = "127.0.0.1", master_port: int | None = None,
                   fail_after_step: int | None = None, resume_from: Path | None = None,
-                  attn_implementation: str = "sdpa") -> PhaseResult:
+                  attn_implementation: str = "sdpa", checkpoint_store: str | None = None,
+                  resume_store: str | None = None) -> PhaseResult:
     """Run one CPT phase in torchrun workers; returns the exported model and its metrics.
 
     ``work_dir`` holds spec.json, checkpoints/ (rerunning with the same work_dir resumes
@@ -252,10 +259,21 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     :func:`azllm.train.checkpointing.loaded_checkpoint_for_this_run`), copied into
     checkpoints/ first; a newer local checkpoint still wins. ``fail_after_step`` (tests):
     the workers raise right after that step's checkpoint, told through the environment
-    (``azllm.faults``), not the spec.
+    (``azllm.faults``), not the spec. ``checkpoint_store`` (several nodes without a shared
+    filesystem): every rank uploads its checkpoint files there beside training; each node
+    resumes the newest checkpoint complete there, and node 0 deletes what only a resume needed
+    once the phase has exported its model (docs/DESIGN.md §7). ``resume_store``: where the run
+    this one resumes kept its checkpoints, read when ``checkpoint_store`` holds none yet.
     """
     from azllm.train.blocks import load_training_blocks
-    from azllm.train.checkpointing import restore_checkpoint
+    from azllm.train.checkpointing import (
+        CheckpointStore,
+        checkpoint_step,
+        finish_store,
+        restore_checkpoint,
+        restore_from_store,
+        resumable_checkpoint,
+    )
     from azllm.train.resume import check_resume, training_settings
 
     if phase not in PHASES:
@@ -277,9 +295,25 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
         print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
     spec = phase_spec(cfg, phase=phase, model_dir=model_dir, blocks_path=blocks_path, out_dir=out_dir,
                       work_dir=work_dir, attn_implementation=attn_implementation)
-    check_resume(Path(spec.checkpoint_dir), training_settings(phase, spec.train, block_size=block_size,
-                                                              seed=spec.seed),
+    notes: list[str] = []  # what the choice of checkpoint says goes to stdout and worker.log
+
+    def note(line: str) -> None:
+        print(line, flush=True)
+        notes.append(line + "\n")
+
+    store = CheckpointStore(checkpoint_store) if checkpoint_store else None
+    resume = (restore_from_store(store, spec.checkpoint_dir, log=note) if store is not None
+              else resumable_checkpoint(spec.checkpoint_dir, log=note))
+    if store is not None and resume is None and resume_store:
+        resume = restore_from_store(CheckpointStore(resume_store), spec.checkpoint_dir, log=note)
+    if resume is not None:  # printed before any worker loads it
+        note(f"[checkpoint] {resume} (step {checkpoint_step(resume)}) is complete and intact: resuming it")
+    check_resume(resume, training_settings(phase, spec.train, block_size=block_size, seed=spec.seed),
                  allow=cfg.allow_config_change_on_resume)
+    with open(work_dir / "worker.log", "a", encoding="utf-8") as log:
+        log.writelines(notes)
+    spec.checkpoint_store = store.url if store is not None else None
+    spec.resume_checkpoint = str(resume) if resume is not None else None
     spec_path = work_dir / "spec.json"
     spec_path.write_text(spec.to_json(), encoding="utf-8")
     cmd = torchrun_command(WORKER_MODULE, ["--spec", str(spec_path)], nproc_per_node=nproc_per_node,
@@ -292,6 +326,9 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     wall_s = time.perf_counter() - t0
     if node_rank == 0 and not (out_dir / "config.json").is_file():
         raise RuntimeError(f"workers exited cleanly but wrote no model to {out_dir}; see {work_dir / 'worker.log'}")
+    if store is not None and node_rank == 0:
+        freed = finish_store(store)
+        print(f"[cpt] phase done: deleted {freed:,} bytes of resume-only checkpoint files from {store.url}", flush=True)
     metrics = read_metrics(spec.metrics_path)  # written by global rank 0 only (node_rank 0)
     metrics.update(device_hours(wall_s, world_size=metrics.get("world_size") or nproc_per_node * nnodes,
                                 device=metrics.get("device") or ""))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import ConfigError, PhaseConfig
-from azllm.train.checkpointing import COMPLETE_MARKER, latest_checkpoint
+from azllm.train.checkpointing import COMPLETE_MARKER
 
 SETTINGS_KEY = "training_settings"
 """The key of the settings in a checkpoint's meta.json."""
@@ -52,15 +52,16 @@ def describe_changes(changes: dict[str, list]) -> str:
     return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
 
 
-def check_resume(checkpoint_dir: Path, current: dict[str, Any], *, allow: bool) -> dict[str, list]:
-    """Before torchrun: the changes between the checkpoint a rerun would resume and ``current``.
+def check_resume(checkpoint: Path | None, current: dict[str, Any], *, allow: bool) -> dict[str, list]:
+    """Before torchrun: the changes between ``checkpoint`` (the one the launcher chose to resume,
+    complete and intact) and ``current``.
 
     Raises ConfigError naming them unless ``allow``; returns them (empty: nothing to resume,
     or the same settings).
     """
-    checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is None:
         return {}
+    checkpoint_dir = Path(checkpoint).parent
     changes = settings_changes(saved_settings(checkpoint), current)
     if changes and not allow:
         raise ConfigError(
