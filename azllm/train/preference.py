@@ -71,7 +71,7 @@ class PreferenceResult:
     `num_pairs`, `pairs_source`, `pair_margin`, `skipped` (by reason), `skipped_examples`."""
     pairs: PreferencePairs | None = None
     pairs_path: Path | None = None
-    """DPO: the pairs trained on, as JSONL (an artifact of the run)."""
+    """DPO: the pairs trained on, as JSONL, alone in its directory (`out_dir/pairs/`; the flow stores it)."""
 
 
 # ---------------------------------------------------------------------------
@@ -316,7 +316,8 @@ def run_preference(cfg: PreferenceConfig, *, model_dir: Path, tokenizer_dir: Pat
             raise ValueError(f"[preference] no DPO pair left ({dict(pairs.skipped)}; e.g. {pairs.examples[:3]}): "
                              + ("lower pair_margin, raise pair_prompts, or give pairs_path"
                                 if source == "run" else "raise max_prompt_length/max_completion_length"))
-        pairs_path = write_pairs(pairs, out_dir / PAIRS_FILE)
+        (out_dir / "pairs").mkdir(exist_ok=True)
+        pairs_path = write_pairs(pairs, out_dir / "pairs" / PAIRS_FILE)
         metrics.update(num_pairs=len(pairs.pairs), pairs_source=source, pair_margin=cfg.pair_margin,
                        skipped=dict(pairs.skipped), skipped_examples=list(pairs.examples))
         logger.info("preference: %d DPO pairs from %s, %d skipped %s", len(pairs.pairs), source,
