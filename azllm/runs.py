@@ -40,14 +40,14 @@ class RunParts:
     tokenizer_ref: Any
     adapter_ref: Any | None
     """None when the run has no SFT adapter (it failed before `sft_lora`, or `arm` is not the chosen one)."""
-    preference_adapter_ref: Any | None = None
-    """The preference stage's adapter; None with `[preference] method = "none"` or before `preference` finished."""
-    adapter_stage: str = "sft"
-    """Which stage `adapter_ref` is (`with_stage` swaps in the preference adapter)."""
     data: Any
     """The artifacts of the latest finished step (`task.data`): the facts for a model card."""
     step: str
     """The step `data` comes from (`end` for a finished run)."""
+    preference_adapter_ref: Any | None = None
+    """The preference stage's adapter; None with `[preference] method = "none"` or before `preference` finished."""
+    adapter_stage: str = "sft"
+    """Which stage `adapter_ref` is (`with_stage` swaps in the preference adapter)."""
 
 
 @dataclass

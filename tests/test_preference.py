@@ -213,3 +213,25 @@ def test_run_preference_builds_pairs_from_the_run_and_resumes(tiny_sft, tmp_path
                              train_path=train_path, out_dir=tmp_path / "out", resume_from_checkpoint=str(saved[0]))
     assert resumed.metrics["global_step"] == 2
     assert [h["step"] for h in resumed.metrics["train_history"] if "loss" in h] == [1, 2]
+
+
+def test_method_none_keeps_sft_as_the_shipped_stage():
+    """With `[preference] method = "none"` the run holds no preference adapter: export and chat pick the SFT
+    adapter exactly as before the stage existed, and the SFT adapter's cache directory keeps its name."""
+    from azllm.export import choose_stage
+    from azllm.runs import RunParts, latest_stage, with_stage
+
+    parts = RunParts(pathspec="AzLLMFlow/1", arm="extend", chosen_arm="extend", model_ref="m", tokenizer_ref="t",
+                     adapter_ref="sft", data=None, step="end")
+    assert latest_stage(parts) == "sft" and choose_stage(parts, None) == ("sft", [])
+    assert with_stage(parts, "sft") == parts and with_stage(parts, "cpt").adapter_ref is None
+    with pytest.raises(ValueError, match="no preference adapter"):
+        choose_stage(parts, "preference")
+    with_pref = RunParts(**{**parts.__dict__, "preference_adapter_ref": "pref"})
+    assert latest_stage(with_pref) == "preference" and choose_stage(with_pref, None) == ("preference", [])
+    chosen = with_stage(with_pref, "preference")
+    assert (chosen.adapter_ref, chosen.adapter_stage) == ("pref", "preference")
+    assert choose_stage(with_pref, "sft") == ("sft", []) and with_stage(with_pref, "sft").adapter_ref == "sft"
+    with pytest.raises(ValueError, match="nothing to train"):
+        run_preference(PreferenceConfig(), model_dir=Path("m"), tokenizer_dir=Path("t"), adapter_dir=Path("a"),
+                       train_path=Path("x"), out_dir=Path("o"))
