@@ -13,7 +13,8 @@ repeated-4-gram share of the answers (§9, over answers of >= 4 words), chrF.
     .venv/bin/python benchmarks/preference_demo.py                     # the demo preset's method
     .venv/bin/python benchmarks/preference_demo.py --method grpo --work /tmp/pref-demo
 
-stdout: one JSON line per model (sft, preference) and one for the stage's time.
+stdout: one JSON line per model (sft, preference) and one for the stage: wall seconds, CPU seconds
+of the process (all threads; on a shared machine the wall time depends on the load, printed too).
 """
 
 from __future__ import annotations
@@ -82,12 +83,13 @@ def main() -> None:
     questions = read_chat_messages(validation)
     before = answer_figures(model_dir, tok_dir, sft_out / "adapter", questions, cfg.eval.max_new_tokens)
     print(json.dumps({"model": "sft", **before}), flush=True)
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     result = run_preference(pref, model_dir=model_dir, tokenizer_dir=tok_dir, adapter_dir=sft_out / "adapter",
                             train_path=train, out_dir=work / f"preference-{pref.method}")
-    seconds = time.monotonic() - t0
+    seconds, cpu_seconds = time.monotonic() - t0, time.process_time() - cpu0
     keep = {k: v for k, v in result.metrics.items() if k not in ("train_history", "skipped_examples")}
     print(json.dumps({"what": f"preference:{pref.method}", "stage_seconds": round(seconds, 1),
+                      "stage_cpu_seconds": round(cpu_seconds, 1), "load_average_1min": os.getloadavg()[0],
                       "torch_threads": torch.get_num_threads(), **keep,
                       "last_logged": result.metrics["train_history"][-1:]}), flush=True)
     after = answer_figures(model_dir, tok_dir, result.adapter_dir, questions, cfg.eval.max_new_tokens)
