@@ -209,6 +209,28 @@ def sft_card(metrics: dict[str, Any]) -> list:
             ] + sft_components(metrics)
 
 
+def preference_card(metrics: dict[str, Any], pairs: list[dict[str, Any]] | None = None) -> list:
+    """preference: what DPO trained on (pairs, margin, skipped prompts by reason) or GRPO's rewards per step."""
+    method = str(metrics.get("method", "?")).upper()
+    out: list = [Markdown(f"# Preference stage: {method} on the SFT adapter\n"
+                          f"{_num(metrics.get('global_step'))} optimizer steps in {_num(metrics.get('seconds'))} s.")]
+    if "num_pairs" in metrics:
+        skipped = metrics.get("skipped") or {}
+        out += [Markdown(f"## DPO pairs\nSource: **{metrics.get('pairs_source')}** (`run` = reference answer chosen, "
+                         f"the SFT model's sampled answer rejected when worse by the margin: not Azerbaijani, a "
+                         f"repeated 4-gram, or chrF below 100 - {metrics.get('pair_margin')}). "
+                         f"{_num(metrics['num_pairs'])} pairs, {_num(sum(skipped.values()))} skipped."),
+                _table([{"skipped because": k, "prompts": v} for k, v in skipped.items()] or
+                       [{"skipped because": "(none)", "prompts": 0}])]
+        if pairs:
+            out.append(_table([{"prompt": p["prompt"][-1]["content"][:80], "chosen": p["chosen"][:80],
+                                "rejected": p["rejected"][:80], "why": p.get("why_rejected", "")} for p in pairs]))
+    history = metrics.get("train_history") or []
+    if history:
+        out += [Markdown("## Per step (TensorBoard has the same curves)"), _table(history)]
+    return out
+
+
 def eval_card(report: Any) -> list:
     """evaluate: BPB / repetition / SFT tables, BPB chart, generations side by side."""
     out: list = [Markdown("# Evaluation: base vs CPT vs SFT")]

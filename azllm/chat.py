@@ -2,10 +2,12 @@
 
     azllm chat                         # the latest successful AzLLMFlow run
     azllm chat --run 1732571234        # a given run
+    azllm chat --stage sft             # the SFT adapter, even when the run has a preference stage
     azllm chat --model DIR [--adapter DIR]
     azllm chat --prompt "Balansımı necə yoxlaya bilərəm?"    # answer once and exit
 
-The run's chosen CPT model, its tokenizer and the LoRA adapter are fetched through
+The run's chosen CPT model, its tokenizer and the LoRA adapter (the preference stage's when
+the run has one, else SFT's; `--stage` picks) are fetched through
 the Metaflow client (`metaflow.load_model`) into a cache directory. A demo-scale model
 (a few optimizer steps, `azllm.eval.quality`) is announced as such before it answers.
 """
@@ -28,13 +30,19 @@ class ChatModel:
     """`azllm.eval.quality.QualityVerdict` from the run's training metrics; None when unknown."""
 
 
-def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None) -> ChatModel:
-    """Download the chosen CPT model, tokenizer and SFT adapter of a run (`latest`, `production` or an id)."""
+def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None, stage: str | None = None) -> ChatModel:
+    """Download the chosen CPT model, tokenizer and adapter of a run (`latest`, `production` or an id): the
+    `stage`'s (`preference`, `sft`; `cpt` = none), by default the last the run has (the preference stage's
+    when it ran, else SFT's)."""
     from azllm.eval.quality import run_quality_verdict
-    from azllm.runs import fetch_parts, find_run, run_parts
+    from azllm.runs import fetch_parts, find_run, latest_stage, run_parts, with_stage
 
     parts = run_parts(find_run(run_id))
-    dirs = fetch_parts(parts, cache_root)
+    stage = stage or latest_stage(parts)
+    if stage == "preference" and parts.preference_adapter_ref is None:
+        raise ValueError(f"--stage preference: run {parts.pathspec} has no preference adapter (its [preference] "
+                         "method was \"none\", or the preference step did not finish); use --stage sft")
+    dirs = fetch_parts(with_stage(parts, stage), cache_root)
     data = parts.data
     quality = run_quality_verdict((getattr(data, "cpt_metrics", None) or {}).get(parts.arm),
                                   getattr(data, "sft_metrics", None))
@@ -84,7 +92,7 @@ def _chat(args: argparse.Namespace) -> int:
         spec = ChatModel(model_dir=Path(args.model), tokenizer_dir=Path(args.tokenizer or args.model),
                          adapter_dir=Path(args.adapter) if args.adapter else None)
     else:
-        spec = fetch_run_model(args.run)
+        spec = fetch_run_model(args.run, stage=args.stage)
     model, tokenizer = load_chat_model(spec)
     note = quality_note(spec, model)
     if note:
@@ -115,6 +123,9 @@ def _chat(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("chat", help="talk to the assistant of a finished run")
     p.add_argument("--run", default="latest", help="AzLLMFlow run id, or 'latest' (default)")
+    p.add_argument("--stage", choices=("preference", "sft", "cpt"),
+                   help="which of the run's models: the preference stage's adapter (default when the run has one), "
+                        "the SFT adapter (default otherwise) or the CPT model alone")
     p.add_argument("--model", help="a model directory instead of a run (with --adapter, --tokenizer)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model directory)")
     p.add_argument("--adapter", help="LoRA adapter directory")

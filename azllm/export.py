@@ -1,12 +1,14 @@
 """`azllm export`: a run's model as one directory any Llama runtime loads (transformers, vLLM,
 TGI, llama.cpp's converter), with its tokenizer, chat template, generation config and model card.
 
-    azllm export --run latest --out /tmp/az-model                  # chosen arm, SFT adapter merged, bf16
+    azllm export --run latest --out /tmp/az-model                  # chosen arm, last adapter merged, bf16
+    azllm export --run latest --stage sft --out /tmp/az-sft        # the SFT adapter even after a preference stage
     azllm export --run production --out /tmp/az-prod --push s3://bucket/models/az
     azllm export --run 1732571234 --arm extend --stage cpt --dtype float32 --out /tmp/az-cpt
     azllm export --run latest --out /tmp/az-model --gguf          # also model-<dtype>.gguf (llama.cpp)
 
-The SFT adapter is merged with PEFT's `merge_and_unload` in float32, then cast to `--dtype`.
+The adapter (the preference stage's when the run has one, else SFT's; `--stage` picks) is merged
+with PEFT's `merge_and_unload` in float32, then cast to `--dtype`.
 The directory is written to a temporary sibling and renamed, so it is either complete or absent.
 The flow's `end` step writes the same export as the `export_model` reference (`export_flow_model`).
 """
@@ -26,10 +28,20 @@ from typing import Any
 
 from azllm.config.paths import check_output_dir
 from azllm.model_card import run_tags
-from azllm.runs import PartDirs, RunParts, branch_of, fetch_parts, find_run, run_config, run_parts
+from azllm.runs import (
+    PartDirs,
+    RunParts,
+    branch_of,
+    fetch_parts,
+    find_run,
+    latest_stage,
+    run_config,
+    run_parts,
+    with_stage,
+)
 
 DTYPES = ("bfloat16", "float16", "float32")
-STAGES = ("sft", "cpt")
+STAGES = ("preference", "sft", "cpt")
 GGUF_ENV = "AZLLM_GGUF_CONVERTER"
 GGUF_SCRIPT = "convert_hf_to_gguf.py"
 GGUF_OUTTYPE = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
@@ -46,7 +58,7 @@ class ExportResult:
     out_dir: Path
     arm: str
     stage: str
-    """`sft` (CPT model with the adapter merged) or `cpt` (the CPT model alone)."""
+    """`preference` or `sft` (CPT model with that stage's adapter merged) or `cpt` (the CPT model alone)."""
     dtype: str
     notes: list[str] = field(default_factory=list)
     """What the user should know, e.g. that a run without SFT was exported as its CPT model."""
@@ -206,11 +218,15 @@ def push_dir(local: Path, url: str) -> list[str]:
 
 
 def choose_stage(parts: RunParts, stage: str | None) -> tuple[str, list[str]]:
-    """`sft` when the arm has an adapter, else `cpt`, with a note saying why."""
+    """The last stage the arm has (`preference`, else `sft`), else `cpt` with a note saying why."""
     if stage not in (None, *STAGES):
         raise ValueError(f"--stage {stage!r}: expected one of {STAGES}")
+    if stage == "preference" and parts.preference_adapter_ref is None:
+        raise ValueError(f"--stage preference: run {parts.pathspec} has no preference adapter for arm "
+                         f"{parts.arm!r} (its [preference] method was \"none\", the arm is not the chosen one, or "
+                         "the run stopped before the preference step finished); export --stage sft")
     if parts.adapter_ref is not None:
-        return stage or "sft", []
+        return stage or latest_stage(parts), []
     run_id = parts.pathspec.split("/")[-1]
     if parts.arm != parts.chosen_arm:
         why = f"the SFT adapter was trained on the chosen arm {parts.chosen_arm!r}, not on {parts.arm!r}"
@@ -240,9 +256,7 @@ def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | N
     stage, notes = choose_stage(parts, stage)
     for note in notes:
         print(f"[export] {note}", flush=True)
-    dirs = fetch_parts(parts)
-    if stage == "cpt":
-        dirs = PartDirs(model=dirs.model, tokenizer=dirs.tokenizer, adapter=None)
+    dirs = fetch_parts(with_stage(parts, stage))
     card = model_card(parts.data, config=run_config(run), pathspec=run.pathspec, arm=parts.arm, stage=stage,
                       dtype=dtype, branch=branch_of(run), notes=notes)
     write_export(dirs, out, dtype=dtype, card=card, overwrite=overwrite, gguf=gguf)
@@ -253,8 +267,9 @@ def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | N
 
 
 def export_flow_model(flow: Any, dtype: str = "bfloat16") -> dict:
-    """The `end` step's export: the chosen arm with the adapter merged, stored as a `@model` reference
-    (`export_model`); the run is tagged `azllm.model:<arm>` and `azllm.bpb:<validation BPB>`."""
+    """The `end` step's export: the chosen arm with its last adapter merged (the preference stage's when it
+    ran, else SFT's), stored as a `@model` reference (`export_model`); the run is tagged `azllm.model:<arm>`
+    and `azllm.bpb:<validation BPB>`."""
     from metaflow import current
 
     from azllm.config import load_pipeline_config
@@ -263,11 +278,13 @@ def export_flow_model(flow: Any, dtype: str = "bfloat16") -> dict:
     from azllm.runs import tag_run
 
     arm = flow.chosen_arm
+    preference = getattr(flow, "preference_adapter", None)
+    stage = "preference" if preference is not None else "sft"
     dirs = PartDirs(model=Path(current.model.load(flow.cpt_models[arm])),
                     tokenizer=Path(current.model.load(flow.tokenizers[arm])),
-                    adapter=Path(current.model.load(flow.sft_adapter)))
+                    adapter=Path(current.model.load(preference if preference is not None else flow.sft_adapter)))
     card = model_card(flow, config=load_pipeline_config(flow.config).to_dict(),
-                      pathspec=f"{current.flow_name}/{current.run_id}", arm=arm, stage="sft", dtype=dtype,
+                      pathspec=f"{current.flow_name}/{current.run_id}", arm=arm, stage=stage, dtype=dtype,
                       branch=current.branch_name)
     with save_dir("export") as tmp:
         out = write_export(dirs, tmp / "model", dtype=dtype, card=card)
@@ -284,7 +301,8 @@ def export_flow_model(flow: Any, dtype: str = "bfloat16") -> dict:
 def _export(args: argparse.Namespace) -> int:
     result = export_run(args.run, Path(args.out), arm=args.arm, stage=args.stage, dtype=args.dtype,
                         overwrite=args.overwrite, push=args.push, gguf=args.gguf)
-    what = "CPT model + merged SFT adapter" if result.stage == "sft" else "CPT model (no SFT)"
+    what = {"preference": "CPT model + merged preference-stage adapter", "sft": "CPT model + merged SFT adapter",
+            "cpt": "CPT model (no SFT)"}[result.stage]
     print(f"azllm export: {what} of arm {result.arm!r} ({result.dtype}) in {result.out_dir}")
     return 0
 
@@ -296,7 +314,8 @@ def register(subparsers) -> None:
                         "(latest successful run of the @project production branch)")
     p.add_argument("--arm", help="CPT arm (default: the run's chosen arm; only it has an SFT adapter)")
     p.add_argument("--stage", choices=STAGES,
-                   help="sft: CPT model with the LoRA adapter merged (default when there is one); cpt: CPT only")
+                   help="preference: the preference stage's adapter merged (default when the run has one); "
+                        "sft: the SFT adapter merged (default otherwise); cpt: CPT only")
     p.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="weights dtype (default bfloat16)")
     p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

@@ -31,7 +31,8 @@ STEP_PURPOSE = {
     "join_full": "gathering phase 2's nodes",
     "join_cpt": "scoring bits per byte of every arm, choosing one",
     "sft_lora": "LoRA SFT into a chat assistant",
-    "evaluate": "base vs CPT vs SFT: BPB, generations, chrF",
+    "preference": "the optional preference stage (DPO or GRPO) on the SFT adapter",
+    "evaluate": "base vs CPT vs SFT (vs preference): BPB, generations, chrF",
     "end": "summarising the run",
 }
 
@@ -115,6 +116,32 @@ def store_tensorboard(logdir: Path, label: str) -> dict | None:
     if not logdir.is_dir() or not any(logdir.rglob("events.out.tfevents.*")):
         return None
     return current.model.save(str(logdir), label=label, storage_format="files")
+
+
+def trainer_checkpoints(name: str) -> dict[str, Any]:
+    """Resume and registration for a TRL trainer in a step with `@checkpoint(load_policy="eager")`:
+    `resume_from_checkpoint` = the checkpoint Metaflow loaded for this run lineage (None on a first
+    attempt), `on_checkpoint` = register each `checkpoint-N` the trainer writes with Metaflow, so a
+    failed step's retry or `resume` continues from the last one (docs/DESIGN.md §7)."""
+    from azllm.train.checkpointing import loaded_checkpoint_for_this_run, register_with_metaflow
+
+    loaded = loaded_checkpoint_for_this_run()
+    if loaded is not None:
+        print(f"[checkpoint] {name}: resuming the trainer from {loaded}", flush=True)
+
+    def register(path: Path) -> None:
+        register_with_metaflow(path, {"trainer": name}, name=name)
+
+    return {"resume_from_checkpoint": str(loaded) if loaded is not None else None, "on_checkpoint": register}
+
+
+def load_optional(flow: Any, name: str) -> Path | None:
+    """The files of reference artifact `name` when an earlier step stored it (e.g. `preference_adapter`,
+    absent when `[preference] method = "none"`), else None."""
+    from metaflow import current
+
+    ref = getattr(flow, name, None)
+    return Path(current.model.load(ref)) if ref is not None else None
 
 
 def base_tokenizer_name(model_cfg: ModelConfig) -> str:

@@ -35,7 +35,7 @@ from azllm.tables import (
 FLOW_NAME = "AzLLMFlow"
 RUN_ID_ENV = "AZLLM_RUN_ID"
 TENSORBOARD_ARTIFACTS = {"cpt_embeddings": "embeddings_tensorboard", "cpt_full": "full_tensorboard",
-                         "sft_lora": "sft_tensorboard"}
+                         "sft_lora": "sft_tensorboard", "preference": "preference_tensorboard"}
 """Step -> artifact holding the model reference of that phase's TensorBoard event files."""
 
 

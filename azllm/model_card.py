@@ -55,7 +55,8 @@ def base_model_id(name: str) -> tuple[str | None, str]:
 def front_matter(config: dict[str, Any], stage: str) -> str:
     hub_id, license_ = base_model_id(config["model"]["name"])
     tags = ["azllm", "azerbaijani", "continued-pretraining", "llama", "metaflow"]
-    tags += ["lora", "sft", "conversational"] if stage == "sft" else []
+    tags += ["lora", "sft", "conversational"] if stage in ("sft", "preference") else []
+    tags += [str(config.get("preference", {}).get("method", "preference"))] if stage == "preference" else []
     lines = ["---", f"license: {license_}", "language:", "- az", "library_name: transformers",
              "pipeline_tag: text-generation"]
     if hub_id:
@@ -114,7 +115,7 @@ def _tokenizer_section(config: dict[str, Any], arm: str, fertility: list[dict] |
 
 
 def _training_section(config: dict[str, Any], cpt_metrics: dict | None, sft_metrics: dict | None,
-                      stage: str) -> str:
+                      stage: str, preference_metrics: dict | None = None) -> str:
     cpt = config["cpt"]
     rows = [{"phase": name, **{k: cpt[name].get(k) for k in ("lr", "max_steps", "warmup_steps",
                                                                "micro_batch_size")}}
@@ -126,7 +127,7 @@ def _training_section(config: dict[str, Any], cpt_metrics: dict | None, sft_metr
         finals = [{"arm": arm, **{f"{phase} final loss": (m or {}).get("final_loss") for phase, m in by.items()}}
                   for arm, by in cpt_metrics.items()]
         text += f"\nFinal training loss per arm:\n\n{md_table(finals)}\n"
-    if stage == "sft":
+    if stage in ("sft", "preference"):
         sft, lora = config["sft"], config["sft"]["lora"]
         text += (f"\nLoRA SFT (TRL, loss on assistant tokens only), merged into the weights: r={lora['rank']}, "
                  f"alpha={lora['alpha']}, modules {', '.join(lora['target_modules'])}; lr {sft['lr']}, "
@@ -134,6 +135,15 @@ def _training_section(config: dict[str, Any], cpt_metrics: dict | None, sft_metr
         if sft_metrics:
             keep = {k: v for k, v in sft_metrics.items() if k.startswith("eval_assistant_loss") or k == "steps"}
             text += f"\n{md_table([keep])}\n" if keep else ""
+    if stage == "preference":
+        pref = config.get("preference", {})
+        text += (f"\nPreference stage ({str(pref.get('method')).upper()}, TRL) on the SFT adapter, merged into the "
+                 f"weights: lr {pref.get('lr')}, {pref.get('max_steps')} steps"
+                 + (f", beta {pref.get('beta')}" if pref.get("method") == "dpo" else
+                    f", {pref.get('num_generations')} generations per prompt") + ".\n")
+        keep = {k: v for k, v in (preference_metrics or {}).items()
+                if k in ("num_pairs", "pairs_source", "pair_margin", "global_step", "num_prompts")}
+        text += f"\n{md_table([keep])}\n" if keep else ""
     return text
 
 
@@ -157,10 +167,12 @@ def _results_section(arm_bpb: dict | None, metrics: dict | None, generations: li
 
 def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, stage: str, dtype: str,
                branch: str | None = None, notes: list[str] | tuple[str, ...] = ()) -> str:
-    """The README.md text of an export of `arm` (stage `sft` = adapter merged, `cpt` = CPT only)."""
+    """The README.md text of an export of `arm` (stage `preference` = the preference stage's adapter merged,
+    `sft` = the SFT adapter merged, `cpt` = CPT only)."""
     name = config["model"]["name"]
     hub_id, _ = base_model_id(name)
-    what = "CPT + LoRA SFT (merged)" if stage == "sft" else "CPT only (no SFT adapter)"
+    what = {"sft": "CPT + LoRA SFT (merged)", "cpt": "CPT only (no SFT adapter)",
+            "preference": "CPT + LoRA SFT + preference stage (merged)"}[stage]
     parts = [front_matter(config, stage),
              f"# azllm {config.get('name', '')}: {arm} arm, {what}\n",
              f"An Azerbaijani adaptation of **{hub_id or name}** made by the azllm pipeline "
@@ -171,7 +183,9 @@ def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, st
                                               " (a seeded random Llama: a test model, not for use)") + "\n",
              _tokenizer_section(config, arm, _get(data, "fertility")),
              _data_section(_get(data, "data_stats")),
-             _training_section(config, _get(data, "cpt_metrics"), _get(data, "sft_metrics"), stage),
+             _training_section(config, _get(data, "cpt_metrics"), _get(data, "sft_metrics"), stage,
+                               _get(data, "preference_metrics")),
+             f"Stage shipped: **{stage}** ({what}).\n",
              _results_section(_get(data, "arm_bpb"), _get(data, "metrics"), _get(data, "generations")),
              f"## Provenance\n\nMetaflow pathspec `{pathspec}`; read it with "
              f"`metaflow.Run(\"{pathspec}\")`" + (f", project `azllm`, branch `{branch}`" if branch else "")
@@ -191,7 +205,8 @@ def run_tags(flow: Any) -> list[str]:
 def export_markdown(run_id: str, flow: Any) -> str:
     """A few Markdown lines for the summary card or a notebook: what was exported and how to get it."""
     tags = ", ".join(f"`{t}`" for t in run_tags(flow))
-    return (f"## Exported model\nThe chosen arm **{flow.chosen_arm}** with the SFT adapter merged (bf16, model "
+    stage = "preference-stage" if getattr(flow, "preference_adapter", None) is not None else "SFT"
+    return (f"## Exported model\nThe chosen arm **{flow.chosen_arm}** with the {stage} adapter merged (bf16, model "
             f"card included) is the `export_model` reference; run tags {tags}.\n"
             f"`azllm export --run {run_id} --out DIR` writes it again (`--dtype`, `--arm`, `--stage`, `--push "
             "s3://...`, `--gguf`); `azllm export --run production` takes the latest production-branch run.")

@@ -21,9 +21,11 @@ from typing import Any
 FLOW_NAME = "AzLLMFlow"
 PROJECT = "azllm"
 PRODUCTION_BRANCH = "prod"
-PART_STEPS = ("end", "evaluate", "sft_lora", "join_cpt")
+PART_STEPS = ("end", "evaluate", "preference", "sft_lora", "join_cpt")
 """Steps whose task holds the chosen arm's references, latest first: a run that failed
 after `join_cpt` still has its CPT models, and one that failed after `sft_lora` its adapter."""
+ADAPTER_STAGES = ("preference", "sft")
+"""Adapters a run may hold, latest stage first (`preference` only with `[preference] method` != none)."""
 
 
 @dataclass
@@ -42,6 +44,10 @@ class RunParts:
     """The artifacts of the latest finished step (`task.data`): the facts for a model card."""
     step: str
     """The step `data` comes from (`end` for a finished run)."""
+    preference_adapter_ref: Any | None = None
+    """The preference stage's adapter; None with `[preference] method = "none"` or before `preference` finished."""
+    adapter_stage: str = "sft"
+    """Which stage `adapter_ref` is (`with_stage` swaps in the preference adapter)."""
 
 
 @dataclass
@@ -129,8 +135,26 @@ def run_parts(run: Any, arm: str | None = None) -> RunParts:
     if arm not in data.cpt_models:
         raise ValueError(f"run {run.pathspec} has no arm {arm!r}; its arms are {sorted(data.cpt_models)}")
     adapter = data.sft_adapter if arm == chosen and "sft_adapter" in data else None
+    preference = data.preference_adapter if arm == chosen and "preference_adapter" in data else None
     return RunParts(pathspec=run.pathspec, arm=arm, chosen_arm=chosen, model_ref=data.cpt_models[arm],
-                    tokenizer_ref=data.tokenizers[arm], adapter_ref=adapter, data=data, step=step)
+                    tokenizer_ref=data.tokenizers[arm], adapter_ref=adapter, data=data, step=step,
+                    preference_adapter_ref=preference)
+
+
+def latest_stage(parts: RunParts) -> str:
+    """The last stage the run's arm has: `preference`, `sft` or `cpt`."""
+    if parts.preference_adapter_ref is not None:
+        return "preference"
+    return "sft" if parts.adapter_ref is not None else "cpt"
+
+
+def with_stage(parts: RunParts, stage: str) -> RunParts:
+    """`parts` whose adapter is that of `stage` (`preference`, `sft`; `cpt`: no adapter)."""
+    from dataclasses import replace
+
+    if stage == "preference":
+        return replace(parts, adapter_ref=parts.preference_adapter_ref, adapter_stage="preference")
+    return replace(parts, adapter_ref=None) if stage == "cpt" else parts
 
 
 def fetch_parts(parts: RunParts, cache_root: Path | None = None) -> PartDirs:
@@ -146,7 +170,8 @@ def fetch_parts(parts: RunParts, cache_root: Path | None = None) -> PartDirs:
         if ref is None:
             dirs[name] = None
             continue
-        target = root / (name if parts.arm == parts.chosen_arm else f"{name}-{parts.arm}")
+        stem = f"{name}-{parts.adapter_stage}" if name == "adapter" and parts.adapter_stage != "sft" else name
+        target = root / (stem if parts.arm == parts.chosen_arm else f"{stem}-{parts.arm}")
         if not (target / ".complete").exists():
             load_model(ref, str(target))
             (target / ".complete").touch()

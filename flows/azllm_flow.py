@@ -17,7 +17,8 @@
       join_full
     join_cpt         bits per byte of base and every arm on the same bytes; pick the arm
     sft_lora         LoRA SFT of the chosen arm on chat records (assistant tokens only)
-    evaluate         base vs CPT vs SFT: BPB, generations, repetition, chrF
+    preference       optional ([preference] method): DPO or GRPO on the SFT adapter; none passes through
+    evaluate         base vs CPT vs SFT (vs preference): BPB, generations, repetition, chrF
     end              export the merged model with its model card, tag the run, say where results are
 
     python flows/azllm_flow.py run                                   # configs/demo.toml
@@ -267,7 +268,7 @@ class AzLLMFlow(FlowSpec):
     def sft_lora(self):
         """LoRA SFT of the chosen arm into a chat assistant, loss on assistant tokens only."""
         from azllm.cards import sft_card
-        from azllm.flowutil import begin_step, save_dir, store_tensorboard
+        from azllm.flowutil import begin_step, save_dir, store_tensorboard, trainer_checkpoints
         from azllm.train.sft import run_sft
 
         cfg = begin_step("sft_lora", self.config)
@@ -276,29 +277,59 @@ class AzLLMFlow(FlowSpec):
             result = run_sft(cfg.sft, model_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
                              tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
                              train_path=data_dir / "sft_train.jsonl",
-                             validation_path=data_dir / "sft_validation.jsonl", out_dir=out)
+                             validation_path=data_dir / "sft_validation.jsonl", out_dir=out,
+                             **trainer_checkpoints("sft"))
             self.sft_metrics = result.metrics
             self.sft_adapter = current.model.save(str(result.adapter_dir), label="sft_adapter",
                                                   storage_format="files")
             self.sft_tensorboard = store_tensorboard(out / "runs", "sft_tensorboard")
         current.card.extend(sft_card(result.metrics))
+        self.next(self.preference)
+
+    @card(refresh_interval=10)
+    @model(load=["data"])
+    @checkpoint(load_policy="eager")
+    @step
+    def preference(self):
+        """Optional: DPO or GRPO on the SFT adapter ([preference] method); `none` passes through, storing nothing."""
+        from azllm.cards import preference_card
+        from azllm.flowutil import begin_step, save_dir, store_tensorboard, trainer_checkpoints
+        from azllm.train.preference import run_preference
+
+        cfg = begin_step("preference", self.config)
+        if cfg.preference.method != "none":
+            with save_dir("preference") as out:
+                result = run_preference(cfg.preference,
+                                        model_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
+                                        tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
+                                        adapter_dir=Path(current.model.load(self.sft_adapter)),
+                                        train_path=Path(current.model.loaded["data"]) / "sft_train.jsonl",
+                                        out_dir=out, **trainer_checkpoints("preference"))
+                self.preference_metrics = result.metrics
+                self.preference_adapter = current.model.save(str(result.adapter_dir), label="preference_adapter",
+                                                             storage_format="files")
+                self.preference_pairs = (current.model.save(str(result.pairs_path.parent), label="preference_pairs",
+                                                            storage_format="files") if result.pairs_path else None)
+                self.preference_tensorboard = store_tensorboard(out / "runs", "preference_tensorboard")
+            current.card.extend(preference_card(result.metrics, result.pairs.pairs[:5] if result.pairs else None))
         self.next(self.evaluate)
 
     @card
     @model(load=["data"])
     @step
     def evaluate(self):
-        """Base vs CPT vs SFT side by side: BPB, generations, repetition, chrF, assistant loss."""
+        """Base vs CPT vs SFT (vs preference) side by side: BPB, generations, repetition, chrF, assistant loss."""
         from azllm.cards import eval_card
         from azllm.eval.pipeline import evaluate_run
-        from azllm.flowutil import begin_step, save_dir
+        from azllm.flowutil import begin_step, load_optional, save_dir
 
         cfg = begin_step("evaluate", self.config)
         with save_dir("eval") as out:
             report = evaluate_run(cfg, cpt_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
                                   tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
                                   adapter_dir=Path(current.model.load(self.sft_adapter)),
-                                  data_dir=Path(current.model.loaded["data"]), out_dir=out)
+                                  data_dir=Path(current.model.loaded["data"]), out_dir=out,
+                                  preference_adapter_dir=load_optional(self, "preference_adapter"))
             self.metrics = report.metrics
             self.generations = report.generations
             current.card.extend(eval_card(report))
@@ -308,7 +339,7 @@ class AzLLMFlow(FlowSpec):
     @model
     @step
     def end(self):
-        """Export the chosen arm (SFT merged, model card) as a model reference, tag the run, summarise."""
+        """Export the chosen arm (SFT or preference adapter merged, model card) as a model reference, tag, summarise."""
         from azllm.cards import summary_card
         from azllm.export import export_flow_model
         from azllm.flowutil import begin_step, print_summary

@@ -29,6 +29,7 @@ EXPECTED = {
     "cpt_embeddings": (1, 1),  # not the baseline arm's pass-through phase 1: see below
     "cpt_full": (1, 1),
     "sft_lora": (1, 1),
+    "preference": (1, 0),  # the tiny preset's GRPO: the per-step table of each reward
 }
 
 
@@ -117,7 +118,7 @@ def test_each_step_prints_what_it_does_and_how_long(tiny_run):
     _, output = tiny_run
     for step_name in ("start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "pack_arm",
                       "cpt_embeddings", "join_embeddings", "start_full", "cpt_full", "join_full", "join_cpt",
-                      "sft_lora", "evaluate", "end"):
+                      "sft_lora", "preference", "evaluate", "end"):
         assert re.search(rf"\] {step_name}: \S.*\(preset 'tiny'\)", output), f"no start line for {step_name}"
         assert re.search(rf"\] {step_name}: ran for [\d.]+ (s|min)", output), f"no duration line for {step_name}"
 
@@ -178,6 +179,21 @@ def test_sft_card_shows_loss_before_and_after():
     table = next(c for c in rendered if c["type"] == "table")
     assert table["data"] == [["validation assistant loss (nats/token)", "3.2000", "2.5000"]]
     assert any(c["type"] == "image" for c in rendered)
+
+
+def test_preference_card_shows_pairs_margin_and_skipped_prompts():
+    from azllm.cards import preference_card
+
+    metrics = {"method": "dpo", "global_step": 4, "seconds": 30.0, "num_pairs": 2, "pairs_source": "run",
+               "pair_margin": 20.0, "skipped": {"sampled answer within 20 chrF of the reference": 3},
+               "train_history": [{"step": 1, "loss": 0.69, "rewards/margins": 0.0}]}
+    pairs = [{"prompt": [{"role": "user", "content": "Balans?"}], "chosen": "*100# yığın.",
+              "rejected": "Dial *100#.", "why_rejected": "language english"}]
+    rendered = _render(preference_card(metrics, pairs))
+    tables = [c["data"] for c in rendered if c["type"] == "table"]
+    assert [["sampled answer within 20 chrF of the reference", 3]] in tables
+    assert [["Balans?", "*100# yığın.", "Dial *100#.", "language english"]] in tables
+    assert any("chrF below 100 - 20.0" in str(c) for c in rendered)
 
 
 class _FakeCard(list):

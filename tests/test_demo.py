@@ -28,3 +28,7 @@ def test_default_preset_lowers_validation_bpb(demo_run):
     # the SFT assistant loss went down on held-out chat records
     sft = data.sft_metrics
     assert sft["eval_assistant_loss_after"] < sft["eval_assistant_loss_before"], sft
+    # the demo preset's preference stage: a few DPO steps on pairs the run built from its own SFT samples
+    pref = data.preference_metrics
+    assert pref["method"] == "dpo" and pref["pairs_source"] == "run" and pref["global_step"] == 4, pref
+    assert pref["num_pairs"] > 0 and set(data.metrics) >= {"sft", "preference"}

@@ -21,7 +21,16 @@ import torch
 
 from azllm.export import GGUF_ENV, export_run, push_dir, require_gguf_converter
 from azllm.model_card import export_markdown
-from azllm.runs import branch_of, fetch_parts, find_run, latest_production_run, run_parts, runs_in_branch
+from azllm.runs import (
+    branch_of,
+    fetch_parts,
+    find_run,
+    latest_production_run,
+    latest_stage,
+    run_parts,
+    runs_in_branch,
+    with_stage,
+)
 from conftest import FAILED_RUN_BRANCH, REPO_ROOT
 
 COMPARE = r"""
@@ -55,9 +64,11 @@ def export_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=900, cwd=REPO_ROOT)
 
 
-def compare_with_peft(run, export_dir: Path, tmp_path: Path) -> dict:
-    """Load the export and base + adapter in a fresh interpreter (no azllm import); their figures."""
-    dirs = fetch_parts(run_parts(run))
+def compare_with_peft(run, export_dir: Path, tmp_path: Path, stage: str | None = None) -> dict:
+    """Load the export and base + adapter (of `stage`, default the run's last) in a fresh interpreter (no
+    azllm import); their figures."""
+    parts = run_parts(run)
+    dirs = fetch_parts(with_stage(parts, stage or latest_stage(parts)))
     proc = subprocess.run([sys.executable, "-c", COMPARE, str(export_dir), str(dirs.model), str(dirs.tokenizer),
                            str(dirs.adapter)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -108,6 +119,7 @@ def test_model_card_holds_the_runs_figures(tiny_run, tiny_export):
     assert meta["language"] == ["az"] and meta["license"] and "azllm" in meta["tags"]
     card = (tiny_export / "README.md").read_text(encoding="utf-8")
     assert run.pathspec in card and "branch `prod`" in card
+    assert "Stage shipped: **preference**" in card and "Preference stage (GRPO" in card  # the tiny preset's
     bpb = data.arm_bpb[data.chosen_arm]["validation"]
     assert f"| {data.chosen_arm} | {bpb:.4g} |" in card, "BPB table lacks the chosen arm"
     for heading in ("## Tokenizer", "## Data", "## Training", "## Bits per byte", "## Evaluation",
@@ -162,6 +174,8 @@ def test_run_failed_before_sft_exports_its_cpt_model(failed_sft_run, tmp_path, c
     run_id = failed_sft_run[0]
     with pytest.raises(ValueError, match=rf"--stage sft: .*no SFT adapter.*resume --origin-run-id {run_id}"):
         export_run(run_id, tmp_path / "refused", stage="sft", dtype="float32")
+    with pytest.raises(ValueError, match=r"--stage preference: .*no preference adapter.*export --stage sft"):
+        export_run(run_id, tmp_path / "refused", stage="preference", dtype="float32")
     result = export_run(run_id, tmp_path / "cpt", dtype="float32")
     assert result.stage == "cpt" and "without SFT" in result.notes[0]
     assert "without SFT" in capsys.readouterr().out
@@ -197,6 +211,12 @@ def test_bad_input_is_refused_with_the_fix(tiny_run, tiny_export, tmp_path):
         export_run(tiny_run[0].id, tmp_path / "y", arm=other, stage="sft")
     result = export_run(tiny_run[0].id, tmp_path / "y", arm=other)
     assert result.stage == "cpt" and result.arm == other and "without SFT" in result.notes[0]
+    # --stage sft still ships the SFT adapter after a preference stage, and the card says which stage shipped
+    sft = export_run(tiny_run[0].id, tmp_path / "sft", stage="sft", dtype="float32")
+    assert sft.stage == "sft" and "Stage shipped: **sft**" in (tmp_path / "sft" / "README.md").read_text()
+    parts = run_parts(tiny_run[0])
+    assert_same_as_peft(compare_with_peft(tiny_run[0], tmp_path / "sft", tmp_path, stage="sft"))
+    assert parts.adapter_ref is not None and parts.preference_adapter_ref is not None
 
 
 def test_gguf_without_llama_cpp_says_how_to_get_it(monkeypatch, tmp_path):
@@ -246,7 +266,7 @@ def test_demo_run_export_matches_base_plus_adapter(demo_run, tmp_path):
     run = demo_run[0]
     out = tmp_path / "demo-fp32"
     result = export_run(run.id, out, dtype="float32")
-    assert result.stage == "sft"
+    assert result.stage == "preference"  # the demo preset runs a few DPO steps after SFT
     assert_same_as_peft(compare_with_peft(run, out, tmp_path))
     meta = front_matter(out / "README.md")
     assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["license"] == "apache-2.0"

@@ -18,7 +18,7 @@ def test_every_step_stores_its_artifacts(tiny_run):
     steps = {s.id for s in run}
     assert steps == {"start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "pack_arm",
                      "cpt_embeddings", "join_embeddings", "start_full", "cpt_full", "join_full", "join_cpt",
-                     "sft_lora", "evaluate", "end"}
+                     "sft_lora", "preference", "evaluate", "end"}
     assert len(list(run["prepare_shards"])) == 2, "tiny preset: data_workers = 2, 3 shards -> 2 groups"
     data = run["end"].task.data
     assert data.environment_info["versions"]["torch"].startswith("2.")
@@ -31,7 +31,13 @@ def test_every_step_stores_its_artifacts(tiny_run):
     assert set(data.arm_bpb) == {"base", "baseline", "extend", "replace"}
     assert all(0 < v < 20 for scores in data.arm_bpb.values() for v in scores.values())
     assert data.chosen_arm in data.cpt_models
-    assert set(data.metrics) >= {"base", "cpt", "sft"}
+    assert set(data.metrics) >= {"base", "cpt", "sft", "preference"}
+    # the tiny preset's preference stage: 2 GRPO steps on the SFT adapter, each reward logged per step
+    pref = data.preference_metrics
+    assert pref["method"] == "grpo" and pref["global_step"] == 2, pref
+    assert {f"rewards/{name}/mean" for name in ("azerbaijani", "no_repetition", "chrf", "eot")} <= \
+        set(pref["train_history"][-1]), pref["train_history"]
+    assert data.metrics["preference"]["azerbaijani_share"] is not None
     assert data.generations, "no generation samples"
 
 
@@ -155,4 +161,5 @@ def test_tensorboard_event_files_are_kept_with_the_run(tiny_run, tmp_path):
     dest = fetch_tensorboard(run, tmp_path / "tb")
     got = {p.name for p in dest.iterdir() if any(p.rglob("events.out.tfevents.*"))}
     # every trained phase; the baseline arm's phase 1 is a pass-through with no events
-    assert got == {"baseline_full", "extend_embeddings", "extend_full", "replace_embeddings", "replace_full", "sft"}
+    assert got == {"baseline_full", "extend_embeddings", "extend_full", "replace_embeddings", "replace_full", "sft",
+                   "preference"}

@@ -328,6 +328,96 @@ class SftConfig:
             raise ConfigError(f"[sft] warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
+PREFERENCE_METHODS = ("none", "dpo", "grpo")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreferenceConfig:
+    """The optional stage after SFT: DPO or GRPO on the SFT adapter (docs/DESIGN.md §8.1)."""
+
+    method: str = "none"
+    """none (the flow's `preference` step passes through; evaluation, export and chat use SFT),
+    dpo (TRL `DPOTrainer` on preference pairs) or grpo (TRL `GRPOTrainer` with the verifiable
+    rewards of `azllm.eval.rewards`)."""
+    max_steps: int = 10
+    """Optimizer steps."""
+    lr: float = 5e-6
+    micro_batch_size: int = 2
+    """DPO: pairs per forward pass; GRPO: completions per forward pass (a multiple of num_generations)."""
+    grad_accum_steps: int = 1
+    max_prompt_length: int = 256
+    """Tokens of a prompt (chat template included); a longer prompt is skipped and counted."""
+    max_completion_length: int = 128
+    """Tokens of an answer (DPO: chosen and rejected, a longer pair is skipped and counted; GRPO and
+    the sampled rejected answers: generated tokens)."""
+    save_steps: int = 0
+    """Trainer checkpoint every N steps (0 = only at the end); a failed step resumes from the last."""
+    seed: int = 0
+    beta: float = 0.1
+    """DPO: the KL strength beta of the sigmoid loss (how far the policy may move from the SFT adapter)."""
+    pair_margin: float = 20.0
+    """DPO pairs built from the run: the SFT model's sampled answer is `rejected` when it is not
+    Azerbaijani, repeats a word 4-gram, or its chrF against the reference is below 100 - pair_margin
+    (the reference scores 100 against itself); otherwise the prompt is skipped and counted."""
+    pair_prompts: int = 0
+    """DPO pairs built from the run: the first N SFT training prompts are answered (0 = all)."""
+    pairs_path: str = ""
+    """A JSONL of the user's own pairs (`prompt`, `chosen`, `rejected`; strings or chat messages),
+    read instead of building pairs; relative paths are from the project root."""
+    num_generations: int = 4
+    """GRPO: sampled completions per prompt (the group whose rewards are compared)."""
+    temperature: float = 1.0
+    """GRPO and DPO pair building: sampling temperature."""
+    grpo_prompts: int = 0
+    """GRPO: the first N SFT training prompts form the dataset (0 = all)."""
+    weight_azerbaijani: float = 1.0
+    """GRPO reward weight: the answer is Azerbaijani (language ID; Turkish or English = 0)."""
+    weight_no_repetition: float = 1.0
+    """GRPO reward weight: no word 4-gram repeats in the answer."""
+    weight_chrf: float = 1.0
+    """GRPO reward weight: sentence chrF against the reference answer, 0-1."""
+    weight_eot: float = 0.5
+    """GRPO reward weight: the answer ends with `<|eot_id|>` within max_completion_length."""
+
+    def __post_init__(self) -> None:
+        if self.method not in PREFERENCE_METHODS:
+            raise ConfigError(f"[preference] method={self.method!r}; accepted: {list(PREFERENCE_METHODS)}")
+        for name in ("max_steps", "micro_batch_size", "grad_accum_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"[preference] {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_prompt_length", "max_completion_length"):
+            if getattr(self, name) < 8:
+                raise ConfigError(f"[preference] {name} must be >= 8 tokens, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"[preference] lr must be > 0, got {self.lr}")
+        if self.beta <= 0:
+            raise ConfigError(f"[preference] beta must be > 0, got {self.beta}")
+        if not 0 <= self.pair_margin < 100:
+            raise ConfigError(f"[preference] pair_margin must be in [0, 100) chrF points, got {self.pair_margin}")
+        for name in ("save_steps", "pair_prompts", "grpo_prompts"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"[preference] {name} must be >= 0, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ConfigError(f"[preference] num_generations must be >= 2 (GRPO compares completions within "
+                              f"a group), got {self.num_generations}")
+        if self.method == "grpo" and (self.micro_batch_size * self.grad_accum_steps) % self.num_generations:
+            raise ConfigError(f"[preference] micro_batch_size x grad_accum_steps = "
+                              f"{self.micro_batch_size * self.grad_accum_steps} must be a multiple of "
+                              f"num_generations={self.num_generations} for grpo")
+        if self.temperature <= 0:
+            raise ConfigError(f"[preference] temperature must be > 0, got {self.temperature}")
+        weights = [self.weight_azerbaijani, self.weight_no_repetition, self.weight_chrf, self.weight_eot]
+        if any(w < 0 for w in weights) or not any(weights):
+            raise ConfigError(f"[preference] reward weights must be >= 0 and not all 0, got {weights} "
+                              "(weight_azerbaijani, weight_no_repetition, weight_chrf, weight_eot)")
+
+    @property
+    def reward_weights(self) -> dict[str, float]:
+        """GRPO reward weights by reward name (the names TRL logs as `rewards/<name>/mean`)."""
+        return {"azerbaijani": self.weight_azerbaijani, "no_repetition": self.weight_no_repetition,
+                "chrf": self.weight_chrf, "eot": self.weight_eot}
+
+
 DEFAULT_PROMPTS = (
     "Yeni bir dil öyrənmək təkcə ünsiyyət imkanlarını genişləndirmir,",
     "Azərbaycan Respublikasının paytaxtı",
@@ -384,6 +474,7 @@ class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     cpt: CptConfig = field(default_factory=CptConfig)
     sft: SftConfig = field(default_factory=SftConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
 

@@ -1,4 +1,4 @@
-"""Base vs CPT vs SFT side by side: BPB per file, repetition of fixed-prompt generations, chrF.
+"""Base vs CPT vs SFT (vs preference) side by side: BPB per file, repetition of fixed-prompt generations, chrF.
 
 The flow's `evaluate` step makes one call:
 
@@ -40,7 +40,8 @@ class ModelSpec:
 @dataclass
 class EvalReport:
     metrics: dict[str, dict[str, Any]]
-    """{model: {"bpb": {file: value}, "repetition": {...}, "chrf": float | None, "assistant_loss": float | None}}"""
+    """{model: {"bpb": {file: value}, "repetition": {...}, "chrf": float | None, "assistant_loss": float | None,
+    "azerbaijani_share": share of the chat answers language ID calls Azerbaijani, "answer_repeated_4gram_share"}}"""
     tables: dict[str, Any] = field(default_factory=dict)
     """pandas DataFrames: `bpb` (model x file), `repetition` (model x measure), `sft` (model x chrf, loss)."""
     generations: list[dict[str, str]] = field(default_factory=list)
@@ -60,6 +61,7 @@ def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dic
     from azllm.eval.generation import aggregate_repetition, generate_samples
     from azllm.eval.load import load_model_and_tokenizer
     from azllm.eval.loss import assistant_token_loss
+    from azllm.eval.rewards import answer_language
     from azllm.eval.scores import answer_questions, chrf, reference_answers
     from azllm.model.device import release_memory, select_placement
 
@@ -89,10 +91,14 @@ def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dic
             "repetition": aggregate_repetition(samples),
             "chrf": None,
             "assistant_loss": None,
+            "azerbaijani_share": None,
+            "answer_repeated_4gram_share": None,
         }
         if questions and (spec.adapter_dir is not None or spec.chat):
             answers = answer_questions(model, tokenizer, questions, cfg.max_new_tokens)
             entry["chrf"] = chrf(answers, reference_answers(questions))
+            entry["azerbaijani_share"] = sum(answer_language(a) == "azerbaijani" for a in answers) / len(answers)
+            entry["answer_repeated_4gram_share"] = aggregate_repetition(answers)["repeated_4gram_share"]
             entry["assistant_loss"] = assistant_token_loss(model, tokenizer, questions, batch_size=cfg.batch_size)
             generations += [{"model": name, "kind": "qa", "prompt": q[-2]["content"] if len(q) > 1 else "",
                              "text": a} for q, a in zip(questions, answers, strict=True)]
@@ -103,7 +109,9 @@ def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dic
     tables = {
         "bpb": pd.DataFrame({n: m["bpb"] for n, m in metrics.items()}).T.rename_axis("model"),
         "repetition": pd.DataFrame({n: m["repetition"] for n, m in metrics.items()}).T.rename_axis("model"),
-        "sft": pd.DataFrame({n: {"chrf": m["chrf"], "assistant_loss": m["assistant_loss"]}
+        "sft": pd.DataFrame({n: {"chrf": m["chrf"], "assistant_loss": m["assistant_loss"],
+                                 "azerbaijani_share": m["azerbaijani_share"],
+                                 "answer_repeated_4gram_share": m["answer_repeated_4gram_share"]}
                              for n, m in metrics.items() if m["chrf"] is not None}).T.rename_axis("model"),
     }
     for table_name, table in tables.items():
