@@ -253,3 +253,28 @@ def test_azllm_cli_equals_lm_eval_cli(tiny, tmp_path, shared_data, capsys):
     theirs = json.loads(next(out.rglob("results_*.json")).read_text())["results"]["sib200_azj"]
     assert theirs["acc,none"] == ours[("sib200_azj", "acc")]
     assert theirs["acc_norm,none"] == ours[("sib200_azj", "acc_norm")]
+
+
+# ---------------------------------------------------------------------------
+# In the flow: join_cpt scores base and every arm, evaluate base, CPT and SFT
+# ---------------------------------------------------------------------------
+
+
+def test_flow_scores_tasks_for_every_model(tiny_run):
+    from azllm.config import load_pipeline_config
+    from azllm.model_card import _tasks_section
+
+    run, _ = tiny_run
+    cfg = load_pipeline_config("tiny")
+    arm_rows = run["join_cpt"].task.data.arm_task_scores
+    rows = run["evaluate"].task.data.task_scores
+    for picked, models in ((arm_rows, {"base", *cfg.cpt.arms}), (rows, {"base", "cpt", "sft"})):
+        primary = [r for r in picked if r["primary"]]
+        assert {r["model"] for r in primary} == models and {r["task"] for r in primary} == {"sib200_azj"}
+        assert all(r["n"] == cfg.eval.limit and r["chance"] == pytest.approx(1 / 7) for r in primary)
+        assert all(0 <= r["value"] <= 1 and r["stderr"] is not None for r in primary)
+    base_arm = next(r for r in arm_rows if r["model"] == "base" and r["primary"])
+    base_eval = next(r for r in rows if r["model"] == "base" and r["primary"])
+    assert base_arm["value"] == base_eval["value"]  # the same model, the same documents: the same score
+    section = _tasks_section(arm_rows, rows)
+    assert "## Tasks: base vs CPT vs SFT" in section and "## Tasks: base vs arms" in section
