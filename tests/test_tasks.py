@@ -278,3 +278,13 @@ def test_flow_scores_tasks_for_every_model(tiny_run):
     assert base_arm["value"] == base_eval["value"]  # the same model, the same documents: the same score
     section = _tasks_section(arm_rows, rows)
     assert "## Tasks: base vs CPT vs SFT" in section and "## Tasks: base vs arms" in section
+
+    from test_cards import card_payload, default_card_html, user_components
+
+    for step in ("join_cpt", "evaluate"):
+        components = user_components(card_payload(default_card_html(run[step].task)))
+        texts = [c.get("source", "") for c in components if c["type"] == "markdown"]
+        at = next(i for i, t in enumerate(texts) if t.startswith("## Tasks (lm-evaluation-harness"))
+        kinds = [c["type"] for c in components]
+        heading = [i for i, c in enumerate(components) if c.get("source", "") == texts[at]][0]
+        assert kinds[heading + 1:heading + 3] == ["table", "image"], (step, kinds)
