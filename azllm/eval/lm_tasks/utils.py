@@ -24,7 +24,8 @@ def load_sib200(data_dir: str | None = None, language: str = "azj_Latn", **_):
     import datasets
 
     if not data_dir:
-        return datasets.load_dataset("Davlan/sib200", language)
+        hub = datasets.load_dataset("Davlan/sib200", language)
+        return datasets.DatasetDict({split: _by_sentence_id(d) for split, d in hub.items()})
     splits = {}
     for split, file in (("train", "train.tsv"), ("validation", "dev.tsv"), ("test", "test.tsv")):
         path = Path(data_dir) / file
@@ -33,9 +34,16 @@ def load_sib200(data_dir: str | None = None, language: str = "azj_Latn", **_):
                                     "with train.tsv, dev.tsv and test.tsv (dadelani/sib-200 data/annotated/azj_Latn)")
         with open(path, encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
-        splits[split] = datasets.Dataset.from_dict(
-            {key: [str(r[key]) for r in rows] for key in ("index_id", "category", "text")})
+        splits[split] = _by_sentence_id(datasets.Dataset.from_dict(
+            {key: [str(r[key]) for r in rows] for key in ("index_id", "category", "text")}))
     return datasets.DatasetDict(splits)
+
+
+def _by_sentence_id(dataset):
+    """Rows in FLORES sentence order (`index_id`): the files are sorted by category, so the first N
+    rows (`[eval] limit`, few-shot `first_n`) would all be science/technology."""
+    order = sorted(range(len(dataset)), key=lambda i: int(dataset[i]["index_id"]))
+    return dataset.select(order)
 
 
 def _flores_lines(data_dir: Path, language: str, split: str) -> list[str]:
