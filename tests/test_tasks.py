@@ -289,3 +289,38 @@ def test_flow_scores_tasks_for_every_model(tiny_run):
         kinds = [c["type"] for c in components]
         heading = [i for i, c in enumerate(components) if c.get("source", "") == texts[at]][0]
         assert kinds[heading + 1:heading + 3] == ["table", "image"], (step, kinds)
+
+
+def test_models_with_adapter_card_and_arm_choice(tiny, tmp_path, shared_data):
+    """What join_cpt and evaluate call, without the flow: models one at a time (an SFT adapter merged),
+    the files written, the card's table and chart, and the arm picked by `select_by = "tasks"`."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from azllm.cards import task_components
+    from azllm.eval.compare import choose_arm
+    from azllm.eval.report import ModelSpec
+    from azllm.eval.tasks import evaluate_task_models
+
+    _, _, model_dir = tiny
+    torch.manual_seed(0)
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                                LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    cfg = EvalConfig(tasks=("sib200_azj",), limit=2,
+                     task_data={"sib200_azj": str(shared_data / "eval" / "sib200_azj_Latn")})
+    specs = {"base": ModelSpec(model_dir=model_dir, tokenizer_dir=model_dir),
+             "sft": ModelSpec(model_dir=model_dir, tokenizer_dir=model_dir, adapter_dir=tmp_path / "adapter")}
+    rows = evaluate_task_models(cfg, specs, out_dir=tmp_path / "out").rows
+    assert {(r["model"], r["metric"]) for r in rows} == {(m, k) for m in specs for k in ("acc", "acc_norm")}
+    assert (tmp_path / "out" / "task_scores.csv").read_text().count("\n") == len(rows) + 1
+    assert set(json.loads((tmp_path / "out" / "task_results.json").read_text())) == set(specs)
+    kinds = [type(c).__name__ for c in task_components(rows, "Tasks")]
+    assert kinds == ["Markdown", "Table", "Image"]
+
+    fake = [{"model": m, "task": "t", "metric": "acc", "value": v, "chance": 0.25, "primary": True}
+            for m, v in (("baseline", 0.4), ("extend", 0.55), ("replace", 0.3))]
+    bpb = {"baseline": {"validation": 1.0}, "extend": {"validation": 1.2}, "replace": {"validation": 0.9}}
+    assert choose_arm(bpb, ["baseline", "extend", "replace"])[0] == "replace"
+    arm, reason = choose_arm(bpb, ["baseline", "extend", "replace"], task_scores=fake, tasks=("t",))
+    assert arm == "extend" and "0.4000" in reason  # (0.55 - 0.25) / 0.75
