@@ -19,6 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["azllm", "azllm.*"]),
+    package_data={"azllm.eval": ["lm_tasks/*.yaml", "lm_tasks/*.py"]},  # azllm's lm-eval tasks (SIB-200, FLORES)
     install_requires=_requirements("requirements.txt"),
     extras_require={"test": _requirements("requirements-test.txt")},
     entry_points={"console_scripts": ["azllm=azllm.cli:main"]},

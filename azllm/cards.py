@@ -114,6 +114,14 @@ def arm_comparison_components(bpb: dict[str, dict[str, float]], token_stats: dic
     return [Markdown("## Arms compared"), _table(arm_comparison_rows(bpb, token_stats, cpt_metrics), "{:.4g}")]
 
 
+def task_components(rows: list[dict[str, Any]] | None, title: str) -> list:
+    """`[eval] tasks` (lm-evaluation-harness): the primary metrics table and one bar chart."""
+    if not rows:
+        return []
+    return [Markdown(f"## {title}"), _table(tables.task_score_table(rows)),
+            _figure(plots.plot_task_scores(rows), "tasks")]
+
+
 def quality_components(flow: Any) -> list:
     """A plain warning when the chosen model is demo-scale (a few optimizer steps)."""
     from azllm.eval.quality import run_quality_verdict
@@ -198,6 +206,8 @@ def arms_card(comparison: Any, cpt_metrics: dict[str, dict[str, dict]]) -> list:
     return ([Markdown(f"# CPT arms\nChosen for SFT: **{comparison.chosen_arm}** ({comparison.reason}).")]
             + arm_comparison_components(comparison.bpb, comparison.token_stats, cpt_metrics)
             + bpb_components(comparison.bpb)
+            + task_components(getattr(comparison, "task_scores", None),
+                              "Tasks (lm-evaluation-harness; dashed: chance, bars: stderr)")
             + [Markdown("## Training curves (dashed: phase 1, embeddings only)"), cpt_curves(cpt_metrics),
                Markdown("## Throughput, memory, MFU"), throughput_table(cpt_metrics)])
 
@@ -237,6 +247,8 @@ def eval_card(report: Any) -> list:
     for name, df in report.tables.items():
         out += [Markdown(f"## {name}"), _table(df)]
     out.append(_figure(plots.plot_bpb({name: m["bpb"] for name, m in report.metrics.items()}), "bpb"))
+    out += task_components(getattr(report, "task_scores", None),
+                           "Tasks (lm-evaluation-harness; SFT without its chat template; dashed: chance)")
     if report.generations:
         out += [Markdown("## Generations side by side (greedy)")] + generations_components(report.generations)
     return out

@@ -165,6 +165,22 @@ def _results_section(arm_bpb: dict | None, metrics: dict | None, generations: li
     return text
 
 
+def _tasks_section(arm_rows: list | None, rows: list | None) -> str:
+    """`[eval] tasks` (lm-evaluation-harness): each task's primary metric, ± stderr, against chance."""
+    def table(picked: list) -> str:
+        return md_table([{"task": r["task"], "metric": r["metric"], "model": r["model"],
+                          "value": r["value"], "stderr": r["stderr"], "n": r["n"], "chance": r["chance"],
+                          "shots": r.get("num_fewshot")} for r in picked if r.get("primary")])
+
+    text = ""
+    if rows:
+        text += ("## Tasks: base vs CPT vs SFT\n\nlm-evaluation-harness, the SFT model without its chat template; "
+                 f"`chance` is the score of a uniform guess:\n\n{table(rows)}\n")
+    if arm_rows:
+        text += f"\n## Tasks: base vs arms\n\n{table(arm_rows)}\n"
+    return text
+
+
 def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, stage: str, dtype: str,
                branch: str | None = None, notes: list[str] | tuple[str, ...] = ()) -> str:
     """The README.md text of an export of `arm` (stage `preference` = the preference stage's adapter merged,
@@ -187,6 +203,7 @@ def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, st
                                _get(data, "preference_metrics")),
              f"Stage shipped: **{stage}** ({what}).\n",
              _results_section(_get(data, "arm_bpb"), _get(data, "metrics"), _get(data, "generations")),
+             _tasks_section(_get(data, "arm_task_scores"), _get(data, "task_scores")),
              f"## Provenance\n\nMetaflow pathspec `{pathspec}`; read it with "
              f"`metaflow.Run(\"{pathspec}\")`" + (f", project `azllm`, branch `{branch}`" if branch else "")
              + f". Chosen arm of the run: `{_get(data, 'chosen_arm')}`.\n"]

@@ -106,6 +106,31 @@ def plot_bpb(bpb: dict[str, dict[str, float]]) -> Figure:
     return fig
 
 
+def draw_task_scores(ax: Axes, rows: list[dict[str, Any]], task: str) -> None:
+    """One task's primary metric per model: bars with lm-eval's stderr, chance as a dashed line."""
+    picked = [r for r in rows if r.get("primary") and r["task"] == task]
+    if not picked:
+        return
+    ax.bar([r["model"] for r in picked], [r["value"] for r in picked],
+           yerr=[r["stderr"] or 0.0 for r in picked], capsize=3, color="tab:blue")
+    chance = picked[0].get("chance")
+    if chance is not None:
+        ax.axhline(chance, color="tab:red", linestyle="--", linewidth=1, label=f"chance {chance:.3g}")
+        ax.legend(fontsize=7)
+    ax.set(title=f"{task} (n={picked[0].get('n')})", ylabel=picked[0]["metric"])
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+
+
+def plot_task_scores(rows: list[dict[str, Any]]) -> Figure:
+    """Every task of `[eval] tasks`: one panel per task, a bar per model (error bars: stderr; dashed: chance)."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows if r.get("primary")))
+    fig = Figure(figsize=(3.2 * max(1, len(tasks)), 3.2), layout="tight")
+    axes = fig.subplots(1, max(1, len(tasks)), squeeze=False)[0]
+    for ax, task in zip(axes, tasks, strict=False):
+        draw_task_scores(ax, rows, task)
+    return fig
+
+
 def plot_cpt_curves(cpt_metrics: dict[str, dict[str, dict]]) -> Figure:
     """Loss, learning rate, throughput and peak memory per arm; dashed = phase 1 (embeddings)."""
     fig = Figure(figsize=(11, 6.5), layout="tight")

@@ -131,3 +131,13 @@ def generations_side_by_side(generations: list[dict[str, Any]]) -> pd.DataFrame:
         return df
     wide = df.pivot_table(index="prompt", columns="model", values="text", aggfunc="first", sort=False)
     return wide.reset_index().rename_axis(columns=None)
+
+
+def task_score_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """`[eval] tasks`: each task's primary metric per model, with stderr, documents and chance."""
+    df = pd.DataFrame([r for r in rows if r.get("primary")])
+    if df.empty:
+        return df
+    keep = [c for c in ("task", "metric", "model", "value", "stderr", "n", "chance", "num_fewshot", "chat_template")
+            if c in df.columns]
+    return df[keep].reset_index(drop=True)

@@ -15,10 +15,10 @@
       start_full
         cpt_full         (@parallel) all parameters, lower learning rate
       join_full
-    join_cpt         bits per byte of base and every arm on the same bytes; pick the arm
+    join_cpt         bits per byte (and [eval] tasks) of base and every arm; pick the arm
     sft_lora         LoRA SFT of the chosen arm on chat records (assistant tokens only)
     preference       optional ([preference] method): DPO or GRPO on the SFT adapter; none passes through
-    evaluate         base vs CPT vs SFT (vs preference): BPB, generations, repetition, chrF
+    evaluate         base vs CPT vs SFT (vs preference): BPB, generations, repetition, chrF, [eval] tasks
     end              export the merged model with its model card, tag the run, say where results are
 
     python flows/azllm_flow.py run                                   # configs/demo.toml
@@ -257,6 +257,7 @@ class AzLLMFlow(FlowSpec):
         comparison = compare_arms(cfg, arm_dirs=arm_dirs, data_dir=Path(current.model.load(self.data)))
         self.arm_bpb = comparison.bpb
         self.arm_token_stats = comparison.token_stats
+        self.arm_task_scores = comparison.task_scores  # [eval] tasks of base and every arm (lm-eval)
         self.chosen_arm = comparison.chosen_arm
         current.card.extend(arms_card(comparison, self.cpt_metrics))
         self.next(self.sft_lora)
@@ -332,6 +333,7 @@ class AzLLMFlow(FlowSpec):
                                   preference_adapter_dir=load_optional(self, "preference_adapter"))
             self.metrics = report.metrics
             self.generations = report.generations
+            self.task_scores = report.task_scores  # [eval] tasks of base, CPT, SFT (lm-eval)
             current.card.extend(eval_card(report))
         self.next(self.end)
 

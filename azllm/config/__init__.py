@@ -26,6 +26,7 @@ from azllm.config.sections import (
     INIT_METHODS,
     ComputeConfig,
     CptConfig,
+    CustomTaskConfig,
     EvalConfig,
     LoraConfig,
     ModelConfig,
@@ -39,9 +40,8 @@ from azllm.config.sections import (
 
 __all__ = [
     "ARMS", "DEFAULT_PROMPTS", "INIT_METHODS", "PROJECT_ROOT", "ComputeConfig", "ConfigError", "CptConfig",
-    "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PhaseConfig", "PipelineConfig", "PreferenceConfig",
-    "QualityConfig",
-    "SftConfig",
+    "CustomTaskConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PhaseConfig", "PipelineConfig",
+    "PreferenceConfig", "QualityConfig", "SftConfig",
     "TinyModelConfig", "TokenizerConfig", "cache_dir", "config_from_dict", "load_pipeline_config",
     "parse_config", "parse_config_text", "resolve_path", "section_from_dict",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 from azllm.config.errors import ConfigError
 from azllm.config.paths import PROJECT_ROOT
 from azllm.config.sections import PipelineConfig
+from azllm.config.tasks import check_eval_tasks, check_hub_tasks
 
 
 def _type_name(tp: Any) -> str:
@@ -127,7 +128,9 @@ def parse_config_text(text: str, source: str = "<config>", path: Path | None = N
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: not valid TOML: {e}") from None
     try:
-        return config_from_dict(_resolve_inherits(raw, path))
+        cfg = config_from_dict(_resolve_inherits(raw, path))
+        check_eval_tasks(cfg.eval, check_hub=False)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 
@@ -158,7 +161,9 @@ def parse_config(text: str) -> dict[str, Any]:
     """
     source = _config_source_from_argv(sys.argv)
     try:
-        return parse_config_text(text, source=source, path=_guess_path(source)).to_dict()
+        cfg = parse_config_text(text, source=source, path=_guess_path(source))
+        check_hub_tasks(cfg.eval)  # a run, not a preset read: tasks that need the hub must reach it
+        return cfg.to_dict()
     except ConfigError as e:
         from metaflow.exception import MetaflowException
 

@@ -181,6 +181,7 @@ TRAIN_FORMS = ("embeddings", OUTER_PREFIX + "K")
 AC_MODES = ("none", "full", "selective")
 BUDGETS = ("steps", "tokens", "bytes")
 SHARDING_MODES = ("auto", "fsdp", "hsdp")
+SELECT_BY = ("bpb", "tasks")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,6 +221,10 @@ class CptConfig:
     preset's end: rank 0 writes 32 GB of fp32 safetensors while the others wait in a barrier,
     ~330 s at 100 MB/s; a checkpoint (~96 GB of weights + AdamW over 8 ranks, 12 GB each) is
     ~120 s per rank at the same rate. 1,800 s leaves a 5x margin for a slow shared filesystem."""
+    select_by: str = "bpb"
+    """What picks the arm when `select_arm` is empty: `bpb` (lowest validation bits per byte) or
+    `tasks` (highest mean over `[eval] tasks` of each task's primary metric normalised by chance,
+    (value - chance) / (1 - chance), chrF / 100; azllm.eval.tasks.task_selection_score)."""
     budget: str = "steps"
     """What the arms hold equal per phase. steps: every arm runs the configured max_steps.
     tokens: the same, stated as tokens (blocks are fixed-size, so equal steps are equal training
@@ -237,6 +242,8 @@ class CptConfig:
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
             raise ConfigError(f"[cpt] budget={self.budget!r}; accepted: {list(BUDGETS)}")
+        if self.select_by not in SELECT_BY:
+            raise ConfigError(f"[cpt] select_by={self.select_by!r}; accepted: {list(SELECT_BY)}")
         if self.full.train != "embeddings":
             raise ConfigError(f"[cpt.full] train={self.full.train!r}: phase 2 trains every parameter; "
                               "set train in [cpt.embeddings] instead")
@@ -425,6 +432,42 @@ DEFAULT_PROMPTS = (
 )
 
 
+CUSTOM_TASK_KINDS = ("multiple_choice", "generation")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomTaskConfig:
+    """A user's own task from JSONL, no YAML (`[[eval.custom_tasks]]`; azllm.eval.custom).
+
+    multiple_choice: one `{"question", "choices": [...], "answer": index or letter, "subject"?}` a line,
+    scored by the loglikelihood of each choice's letter (accuracy). generation: one
+    `{"prompt", "reference"}` a line, answered greedily up to a blank line, scored by chrF."""
+
+    name: str
+    """The task's name in `[eval] tasks`, tables and charts (letters, digits, `_`, `-`)."""
+    kind: str
+    """multiple_choice | generation."""
+    path: str
+    """The JSONL file scored (relative paths: working directory, then the repository root)."""
+    num_fewshot: int = -1
+    """Examples put before each question; -1 = `[eval] num_fewshot`."""
+    fewshot_path: str = ""
+    """JSONL (same fields) the few-shot examples come from; empty = the other lines of `path`."""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", self.name):
+            raise ConfigError(f"[[eval.custom_tasks]] name={self.name!r}: use letters, digits, '_' or '-', "
+                              "starting with a letter")
+        if self.kind not in CUSTOM_TASK_KINDS:
+            raise ConfigError(f"[[eval.custom_tasks]] {self.name}: kind={self.kind!r}; accepted: "
+                              f"{list(CUSTOM_TASK_KINDS)}")
+        if not self.path:
+            raise ConfigError(f"[[eval.custom_tasks]] {self.name}: path is empty; name the JSONL file")
+        if self.num_fewshot < -1:
+            raise ConfigError(f"[[eval.custom_tasks]] {self.name}: num_fewshot must be >= 0 (or -1 = "
+                              f"[eval] num_fewshot), got {self.num_fewshot}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     prompts: tuple[str, ...] = DEFAULT_PROMPTS
@@ -437,8 +480,37 @@ class EvalConfig:
     batch_size: int = 8
     """Windows (BPB) or chat records (assistant loss) scored per forward pass, right-padded and
     masked so the sums do not depend on it; at most 8,192 padded tokens per pass whatever it is."""
+    tasks: tuple[str, ...] = ()
+    """lm-evaluation-harness tasks scored beside BPB (join_cpt: base and every arm; evaluate: base, CPT,
+    SFT): lm-eval's names and groups (`belebele_azj_Latn`, `include_base_44_azerbaijani`, ...), azllm's
+    shipped `sib200_azj`, `flores_azj_eng`, `flores_eng_azj`, or a `[[eval.custom_tasks]]` name.
+    `azllm eval tasks --list` prints them all. Empty = no task evaluation."""
+    num_fewshot: int = 0
+    """Examples put before each question (a custom task may set its own)."""
+    limit: int | None = None
+    """Score only the first N documents of each task (the demo's budget); unset = all."""
+    task_data: dict[str, str] = field(default_factory=dict)
+    """Local files for tasks that otherwise read the Hugging Face hub, `{task = path}`: for
+    `sib200_azj` and `flores_*` a directory laid out as in ../shared/data/eval (SOURCES.md);
+    for an lm-eval task or group a JSONL/Parquet/CSV file in the hub dataset's own schema, read for
+    every split the task uses. A run whose tasks need the hub while offline stops before training."""
+    custom_tasks: tuple[CustomTaskConfig, ...] = ()
+    """A user's own JSONL tasks (`[[eval.custom_tasks]]`), named in `tasks` to be scored."""
 
     def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"[eval] limit must be >= 1 (documents per task), got {self.limit}; "
+                              "remove the key to score every document")
+        if self.num_fewshot < 0:
+            raise ConfigError(f"[eval] num_fewshot must be >= 0, got {self.num_fewshot}")
+        if not isinstance(self.task_data, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in self.task_data.items()):
+            raise ConfigError(f"[eval] task_data must be a table of task = \"path\", got {self.task_data!r}")
+        names = [t.name for t in self.custom_tasks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"[[eval.custom_tasks]] names repeat: {names}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"[eval] tasks has duplicates: {list(self.tasks)}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"[eval] max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
@@ -481,6 +553,9 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if "baseline" not in self.cpt.arms and not self.cpt.arms:
             raise ConfigError("[cpt] arms is empty")
+        if self.cpt.select_by == "tasks" and not self.eval.tasks:
+            raise ConfigError("[cpt] select_by = \"tasks\" but [eval] tasks is empty: name the tasks that pick "
+                              "the arm, or set select_by = \"bpb\"")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists): what Metaflow stores with the run."""

@@ -23,6 +23,8 @@ class ArmComparison:
     reason: str
     token_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     """{model: arm_token_stats(...)} on the validation text; models are `base` and each arm."""
+    task_scores: list[dict[str, Any]] = field(default_factory=list)
+    """`[eval] tasks` rows (azllm.eval.tasks.SCORE_COLUMNS) of base and every arm; empty without tasks."""
 
 
 def arm_token_stats(tokenizer: Any, base_tokenizer: Any, texts: list[str]) -> dict[str, Any]:
@@ -86,10 +88,19 @@ def arm_comparison_rows(bpb: dict[str, dict[str, float]], token_stats: dict[str,
 
 
 def choose_arm(bpb: dict[str, dict[str, float]], arms: list[str], *, pinned: str = "",
-               file: str = "validation") -> tuple[str, str]:
-    """The pinned arm, else the arm with the lowest BPB on `file`."""
+               file: str = "validation", task_scores: list[dict[str, Any]] | None = None,
+               tasks: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The pinned arm, else with `tasks` the arm with the highest task score
+    (azllm.eval.tasks.task_selection_score), else the arm with the lowest BPB on `file`."""
     if pinned:
         return pinned, f"pinned by cpt.select_arm = {pinned!r}"
+    if tasks:
+        from azllm.eval.tasks import task_selection_score
+
+        score = {a: task_selection_score(task_scores or [], a, tasks) for a in arms}
+        best = max(arms, key=lambda a: score[a])
+        return best, (f"highest mean task score over {list(tasks)} normalised by chance ({score[best]:.4f}; "
+                      "cpt.select_by = 'tasks')")
     best = min(arms, key=lambda a: bpb[a][file])
     return best, f"lowest {file} BPB ({bpb[best][file]:.4f})"
 
@@ -121,5 +132,13 @@ def compare_arms(cfg: PipelineConfig, *, arm_dirs: dict[str, tuple[Path, Path]],
         bpb[name] = {f: round(float(s["bpb"]), 6) for f, s in scores.items()}
         token_stats[name] = arm_token_stats(load_tokenizer(tokenizer_dir), base_tokenizer, validation)
         print(f"[azllm] BPB {name}: {bpb[name]}; tokenizer on validation: {token_stats[name]}", flush=True)
-    arm, reason = choose_arm(bpb, list(arm_dirs), pinned=cfg.cpt.select_arm)
-    return ArmComparison(bpb=bpb, chosen_arm=arm, reason=reason, token_stats=token_stats)
+    task_scores: list[dict[str, Any]] = []
+    if cfg.eval.tasks:
+        from azllm.eval.report import ModelSpec
+        from azllm.eval.tasks import evaluate_task_models
+
+        task_scores = evaluate_task_models(cfg.eval, {name: ModelSpec(model_dir=m, tokenizer_dir=t)
+                                                      for name, (m, t) in models.items()}, placement=placement).rows
+    arm, reason = choose_arm(bpb, list(arm_dirs), pinned=cfg.cpt.select_arm, task_scores=task_scores,
+                             tasks=cfg.eval.tasks if cfg.cpt.select_by == "tasks" else ())
+    return ArmComparison(bpb=bpb, chosen_arm=arm, reason=reason, token_stats=token_stats, task_scores=task_scores)

@@ -46,6 +46,8 @@ class EvalReport:
     """pandas DataFrames: `bpb` (model x file), `repetition` (model x measure), `sft` (model x chrf, loss)."""
     generations: list[dict[str, str]] = field(default_factory=list)
     """{"model", "prompt", "text"} for every fixed prompt (and every answered question, kind "qa")."""
+    task_scores: list[dict[str, Any]] = field(default_factory=list)
+    """`[eval] tasks` rows (azllm.eval.tasks.SCORE_COLUMNS) of every model; empty without tasks."""
 
 
 def evaluate_models(cfg: EvalConfig, *, models: dict[str, ModelSpec], files: dict[str, Path],
