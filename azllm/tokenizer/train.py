@@ -34,6 +34,7 @@ from tokenizers import Tokenizer, decoders, trainers
 from tokenizers.models import BPE
 from tokenizers.pre_tokenizers import ByteLevel
 
+from azllm.config import ordinary_permissions
 from azllm.tokenizer.llama3 import (
     NUM_SPECIAL_TOKENS,
     add_llama3_specials,
@@ -129,6 +130,7 @@ def _save(tok: Tokenizer, *, requested: int, out_dir: Path, what: str) -> Traine
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     wrap_llama3_style(tok).save_pretrained(str(tmp))
+    ordinary_permissions(tmp)  # mkdtemp made it 0700
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
