@@ -18,7 +18,8 @@ llama.cpp file is edited). Any other tokenizer goes through the converter's own 
 unknown one is refused with the pre-tokenizer named.
 
 Types: `bf16`, `f16`, `f32`, `q8_0` come from the converter directly; `q4_k_m` from llama.cpp's
-quantizer (`llama_model_quantize` in llama-cpp-python) on a converted file of the export's dtype.
+quantizer (`llama_model_quantize` in llama-cpp-python) on a converted file of the export's dtype (the
+one in the directory, if it has one).
 Files are written under a temporary name and renamed, so a failed conversion leaves no GGUF behind.
 `tests/test_gguf.py` proves the files against llama.cpp itself (tokenization and greedy generation).
 """
@@ -312,8 +313,10 @@ def write_gguf(model_dir: Path, gguf_type: str, *, dtype: str, converter: Path |
     target = model_dir / gguf_name(gguf_type)
     with tempfile.TemporaryDirectory(prefix=".gguf-", dir=model_dir.parent) as tmp:
         if gguf_type in QUANTIZER_TYPES:
-            source = Path(tmp) / gguf_name(GGUF_OUTTYPE[dtype])
-            run_converter(converter, model_dir, source, GGUF_OUTTYPE[dtype], pre, name)
+            source = model_dir / gguf_name(GGUF_OUTTYPE[dtype])  # already converted: quantize that
+            if not source.is_file():
+                source = Path(tmp) / source.name
+                run_converter(converter, model_dir, source, GGUF_OUTTYPE[dtype], pre, name)
             quantize(source, Path(tmp) / target.name, gguf_type)
         else:
             run_converter(converter, model_dir, Path(tmp) / target.name, gguf_type, pre, name)
@@ -332,8 +335,9 @@ OLLAMA_TEMPLATE = (
 )
 """`azllm.tokenizer.llama3.LLAMA3_CHAT_TEMPLATE` in Ollama's Go template language. `<|begin_of_text|>` is
 not in it: llama.cpp adds it (the GGUF says add_bos_token), as for Meta's Llama 3 models in Ollama.
-`.Messages` holds every message, a system prompt (SYSTEM or the API's) included, so there is no `.System`
-block. `{{-` trims the newline before it, as `{%-` does in the Jinja original."""
+`.Messages` holds every message, a system prompt (SYSTEM or the API's) included (Ollama's template.go
+`collate` keeps system messages in the list as well as joining them into `.System`), so there is no
+`.System` block. `{{-` trims the newline before it, as `{%-` does in the Jinja original."""
 
 
 def modelfile_text(gguf_file: str) -> str:

@@ -252,7 +252,7 @@ def test_q4_k_m_uses_llamas_quantizer_or_says_how_to_get_it(tiny_ggufs, tmp_path
     from gguf import GGUFReader
 
     out = tiny_ggufs["extend"]
-    path = write_gguf(out, "q4_k_m", dtype="bfloat16", name="extend")
+    path = write_gguf(out, "q4_k_m", dtype="bfloat16", name="extend")  # from the directory's model-bf16.gguf
     assert GGUFReader(path).fields["general.file_type"].contents() == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
     model = llama(path, n_ctx=64, n_threads=2)
     assert len(model.tokenize("Salam dünya".encode(), add_bos=True)) > 1
@@ -265,3 +265,21 @@ def test_q4_k_m_uses_llamas_quantizer_or_says_how_to_get_it(tiny_ggufs, tmp_path
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "pip install llama-cpp-python==" in proc.stderr and "Nothing was written" in proc.stderr
     assert "Traceback" not in proc.stderr and not target.exists()
+
+
+def test_demo_run_in_llama_cpp(demo_run, az_documents, tmp_path):
+    """The demo preset's run (SmolLM2-135M base, 30 layers): its `replace` arm (a new vocabulary with Llama 3's
+    pre-tokenizer) exported as bf16 GGUF tokenizes and generates in llama.cpp as in transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = export_run(demo_run[0].id, tmp_path / "demo", arm="replace", dtype="bfloat16", gguf_type="bf16").out_dir
+    hf_tokenizer = AutoTokenizer.from_pretrained(str(out))
+    vocab = llama(out / "model-bf16.gguf", vocab_only=True)
+    expected = hf_tokenizer(az_documents, add_special_tokens=False)["input_ids"]
+    same = sum(vocab.tokenize(d.encode("utf-8"), add_bos=False, special=False) == ids
+               for d, ids in zip(az_documents, expected, strict=True))
+    hf_model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
+    figures = compare_generation(out, "bf16", hf_model, hf_tokenizer)
+    print(f"demo replace: llama.cpp == transformers on {same}/{len(az_documents)} documents; bf16 {figures}")
+    assert same == len(az_documents)
+    assert figures["equal"] >= figures["steps"] - figures["near_ties"]
