@@ -124,9 +124,10 @@ def require_gguf_converter() -> Path:
 
 
 def install_converter() -> Path:
-    """Copy `convert_hf_to_gguf.py` and its `conversion` package out of the installed llama-cpp-python's
-    source release (pip download; the wheel has only the compiled library) into `converter_cache_dir()`.
-    The `gguf` package it imports is the pinned one in requirements.txt (the same release it vendors)."""
+    """Copy `convert_hf_to_gguf.py`, its `conversion` package and its `gguf-py` out of the installed
+    llama-cpp-python's source release (pip download; the wheel has only the compiled library) into
+    `converter_cache_dir()`. The converter puts its own `gguf-py` first on sys.path: it needs that copy
+    (PyPI's gguf 0.19.0, of the same version number, lacks e.g. `gguf.LazyChunkedTensor`)."""
     from importlib.metadata import version as dist_version
 
     version = dist_version(LLAMA_CPP_PACKAGE)
@@ -137,23 +138,27 @@ def install_converter() -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
                         "-d", tmp, f"{LLAMA_CPP_PACKAGE}=={version}"], check=True)
-        sdist = next(Path(tmp).glob("*.tar.gz"))
-        prefix = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
-        staged = Path(tmp) / "staged"
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix) and (
-                m.name == prefix + GGUF_SCRIPT or m.name.startswith(prefix + "conversion/"))]
-            if not any(m.name == prefix + GGUF_SCRIPT for m in members):
-                raise ValueError(f"{sdist.name} holds no vendor/llama.cpp/{GGUF_SCRIPT}; set {GGUF_ENV} instead")
-            for m in members:
-                m.name = m.name[len(prefix):]
-            tar.extractall(staged, members=members, filter="data")
+        staged = extract_converter(next(Path(tmp).glob("*.tar.gz")), Path(tmp) / "staged")
         try:
             os.rename(staged, target)
         except OSError:  # another process installed it first
             pass
     print(f"[gguf] {GGUF_SCRIPT} of {LLAMA_CPP_PACKAGE} {version} in {target}", flush=True)
     return target / GGUF_SCRIPT
+
+
+def extract_converter(sdist: Path, out: Path) -> Path:
+    """The converter's files from llama-cpp-python's sdist (`vendor/llama.cpp/`) into `out`."""
+    prefix = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
+    with tarfile.open(sdist) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.startswith(prefix) and (
+            m.name == prefix + GGUF_SCRIPT or m.name.startswith((prefix + "conversion/", prefix + "gguf-py/")))]
+        if not any(m.name == prefix + GGUF_SCRIPT for m in members):
+            raise ValueError(f"{sdist.name} holds no vendor/llama.cpp/{GGUF_SCRIPT}; set {GGUF_ENV} instead")
+        for m in members:
+            m.name = m.name[len(prefix):]
+        tar.extractall(out, members=members, filter="data")
+    return out
 
 
 def quantizer_error(gguf_type: str) -> str | None:
