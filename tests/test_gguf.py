@@ -10,8 +10,9 @@ tokenizer llama.cpp cannot be told about, and q4_k_m without the quantizer, are 
 The rule for generation (both types): llama.cpp generates greedily; transformers (float32 compute on the
 exported weights) scores the same sequence. Every logit is within `tol` of transformers', and llama.cpp's
 token is transformers' argmax at every step where transformers' top-2 margin exceeds 2 * tol (only such a
-near tie may flip under `tol`). tol = LOGIT_TOL[type] * max |logit| of the step: bf16 keeps 8 bits of
-mantissa (llama.cpp also rounds activations to bf16 in its matmuls), q8_0 ~7 bits per 32-weight block.
+near tie may flip under `tol`). tol = LOGIT_TOL[type] * max |logit| of the step: 2^-6 for bf16 (8 bits of
+mantissa; llama.cpp also rounds activations to bf16 in its matmuls), 2^-5 for q8_0 (~7 bits per 32-weight
+block). Measured on the tiny run's arms: at most 0.0018 (bf16) and 0.0094 (q8_0) of the largest |logit|.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 
 from azllm.export import export_run
 from azllm.gguf import (
+    GENERATION_TAGS,
     LLAMA3_PRE,
     MODELFILE_STOPS,
     OLLAMA_TEMPLATE,
@@ -37,12 +39,13 @@ from azllm.gguf import (
     llama_cpp_pre_tokenizer,
     write_gguf,
 )
+from azllm.tokenizer.llama3 import LLAMA3_CHAT_TEMPLATE
 from conftest import REPO_ROOT
 
 ARMS = ("baseline", "extend", "replace")
 NEW_TOKENS = 24
 """Greedy tokens generated per prompt."""
-LOGIT_TOL = {"bf16": 2 ** -5, "q8_0": 2 ** -4}
+LOGIT_TOL = {"bf16": 2 ** -6, "q8_0": 2 ** -5}
 """Logit tolerance as a fraction of the step's largest |logit| (see the module docstring)."""
 PROMPTS = (
     [{"role": "user", "content": "Bakıda hava necədir?"}],
@@ -87,13 +90,13 @@ def llama(path: Path, **kw):
 
 
 def test_every_arm_tokenizes_like_transformers(tiny_ggufs, az_documents):
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     for arm, out in tiny_ggufs.items():
         assert llama_cpp_pre_tokenizer(out) == (LLAMA3_PRE, []), arm
         hf = AutoTokenizer.from_pretrained(str(out))
         vocab = llama(out / "model-bf16.gguf", vocab_only=True)
-        assert vocab.n_vocab() == len(hf), arm
+        assert vocab.n_vocab() == AutoConfig.from_pretrained(str(out)).vocab_size >= len(hf), arm  # rows, padded
         expected = hf(az_documents, add_special_tokens=False)["input_ids"]
         got = [vocab.tokenize(d.encode("utf-8"), add_bos=False, special=False) for d in az_documents]
         same = sum(a == b for a, b in zip(got, expected, strict=True))
@@ -110,9 +113,9 @@ def test_every_arm_tokenizes_like_transformers(tiny_ggufs, az_documents):
             assert vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True) == ids, (arm, messages)
 
 
-def greedy_llama_cpp(path: Path, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
+def greedy_llama_cpp(model, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
     """llama.cpp's greedy continuation of `prompt` and its logits at each step."""
-    model = llama(path, n_ctx=256, n_batch=256, n_threads=2, seed=0)
+    model.reset()
     model.eval(prompt)
     tokens, logits = [], []
     for _ in range(n):
@@ -125,9 +128,11 @@ def greedy_llama_cpp(path: Path, prompt: list[int], n: int) -> tuple[list[int], 
 
 def compare_generation(out: Path, gguf_type: str, hf_model, hf_tokenizer) -> dict:
     figures = {"steps": 0, "equal": 0, "near_ties": 0, "max_rel_diff": 0.0, "same_free_greedy": 0}
+    model = llama(out / f"model-{gguf_type}.gguf", n_ctx=192, n_batch=192, n_threads=2, seed=0,
+                  logits_all=True)  # .scores: every position
     for messages in PROMPTS:
         prompt = hf_tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
-        tokens, ours = greedy_llama_cpp(out / f"model-{gguf_type}.gguf", prompt, NEW_TOKENS)
+        tokens, ours = greedy_llama_cpp(model, prompt, NEW_TOKENS)
         with torch.inference_mode():
             ref = hf_model(torch.tensor([prompt + tokens])).logits[0, len(prompt) - 1:-1].double().numpy()
             free = hf_model.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
@@ -195,7 +200,7 @@ def test_modelfile_is_ollamas_format_with_llama3_chat(tiny_ggufs):
     for stop in stops:  # each stop is one special token llama.cpp knows
         assert len(vocab.tokenize(stop.encode(), add_bos=False, special=True)) == 1, stop
     gguf_template = GGUFReader(out / "model-q8_0.gguf").fields["tokenizer.chat_template"].contents()
-    assert "generation" not in gguf_template  # plain Jinja (llama-cpp-python, llama.cpp) reads it
+    assert "{%- generation" in LLAMA3_CHAT_TEMPLATE and not re.search(GENERATION_TAGS, gguf_template)
     for messages in PROMPTS:
         ids = hf.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
         ollama = vocab.tokenize(render_ollama(template, messages).encode(), add_bos=True, special=True)
