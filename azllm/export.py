@@ -6,10 +6,12 @@ TGI, llama.cpp's converter), with its tokenizer, chat template, generation confi
     azllm export --run production --out /tmp/az-prod --push s3://bucket/models/az
     azllm export --run 1732571234 --arm extend --stage cpt --dtype float32 --out /tmp/az-cpt
     azllm export --run latest --out /tmp/az-model --gguf          # also model-<dtype>.gguf (llama.cpp)
+    azllm export --run latest --out /tmp/az-q8 --gguf-type q8_0   # model-q8_0.gguf + an Ollama Modelfile
 
 The adapter (the preference stage's when the run has one, else SFT's; `--stage` picks) is merged
 with PEFT's `merge_and_unload` in float32, then cast to `--dtype`.
-The directory is written to a temporary sibling and renamed, so it is either complete or absent.
+The directory is written to a temporary sibling and renamed, so it is either complete or absent, with
+ordinary permissions (the umask's, not the temporary directory's 0700). GGUF: `azllm.gguf`.
 The flow's `end` step writes the same export as the `export_model` reference (`export_flow_model`).
 """
 
@@ -17,16 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azllm.config.paths import check_output_dir
+from azllm.config.paths import check_output_dir, staged_dir
+from azllm.gguf import (
+    GGUF_ENV,
+    GGUF_OUTTYPE,
+    GGUF_SCRIPT,
+    GGUF_TYPES,
+    quantizer_error,
+    require_gguf_converter,
+    write_gguf,
+)
 from azllm.model_card import run_tags
 from azllm.runs import (
     PartDirs,
@@ -42,16 +48,6 @@ from azllm.runs import (
 
 DTYPES = ("bfloat16", "float16", "float32")
 STAGES = ("preference", "sft", "cpt")
-GGUF_ENV = "AZLLM_GGUF_CONVERTER"
-GGUF_SCRIPT = "convert_hf_to_gguf.py"
-GGUF_OUTTYPE = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
-GGUF_HOWTO = (f"llama.cpp's converter ({GGUF_SCRIPT}) is not installed. Get it with\n"
-              "  git clone https://github.com/ggml-org/llama.cpp\n"
-              "  pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt\n"
-              f"then put llama.cpp on PATH or set {GGUF_ENV}=$PWD/llama.cpp/{GGUF_SCRIPT}, and run the export "
-              "again with --gguf (or convert the exported directory yourself: "
-              f"python {GGUF_SCRIPT} DIR --outfile DIR/model.gguf)")
-
 
 @dataclass
 class ExportResult:
@@ -123,74 +119,36 @@ def generation_config(tokenizer, model_config):
     return GenerationConfig(bos_token_id=bos, eos_token_id=stops, pad_token_id=pad, do_sample=False)
 
 
+def check_gguf(gguf: bool, gguf_type: str | None, dtype: str) -> str | None:
+    """The GGUF type to write (None: no GGUF); refuses before any work when it cannot be made here."""
+    if not gguf and gguf_type is None:
+        return None
+    gguf_type = gguf_type or GGUF_OUTTYPE[dtype]
+    problem = quantizer_error(gguf_type)
+    if problem:
+        raise ValueError(problem)
+    require_gguf_converter()
+    return gguf_type
+
+
 def write_export(dirs: PartDirs, out: Path, *, dtype: str, card: str, overwrite: bool = False,
-                 gguf: bool = False) -> Path:
-    """Merge, save safetensors + tokenizer + generation config + README.md into `out`, atomically."""
+                 gguf: bool = False, gguf_type: str | None = None) -> Path:
+    """Merge, save safetensors + tokenizer + generation config + README.md into `out`, atomically;
+    with `gguf` (or a `gguf_type`), also `model-<type>.gguf` and an Ollama `Modelfile` (`azllm.gguf`)."""
     out = Path(out).resolve()
     check_out_dir(out, overwrite)
-    converter = require_gguf_converter() if gguf else None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    gguf_type = check_gguf(gguf, gguf_type, dtype)
+    with staged_dir(out) as tmp:  # complete or absent, with ordinary permissions
         model = merged_model(dirs.model, dirs.adapter, dtype)
         tokenizer = export_tokenizer(dirs.tokenizer)
         model.generation_config = generation_config(tokenizer, model.config)
         model.save_pretrained(str(tmp), safe_serialization=True)
         save_portable_tokenizer(tokenizer, tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        if converter is not None:
-            convert_to_gguf(converter, tmp, dtype)
-        _replace_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if gguf_type is not None:
+            write_gguf(tmp, gguf_type, dtype=dtype, name=out.name)
     print(f"[export] wrote {out} ({', '.join(sorted(p.name for p in out.iterdir()))})", flush=True)
     return out
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename `tmp` to `out`; an existing `out` (checked by `check_out_dir`) is moved aside first."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
-
-
-# ---------------------------------------------------------------------------
-# GGUF (llama.cpp)
-# ---------------------------------------------------------------------------
-
-
-def find_gguf_converter() -> Path | None:
-    """`$AZLLM_GGUF_CONVERTER` (the script, or a llama.cpp checkout), else the script on PATH."""
-    configured = os.environ.get(GGUF_ENV)
-    if configured:
-        path = Path(configured).expanduser()
-        path = path / GGUF_SCRIPT if path.is_dir() else path
-        if not path.is_file():
-            raise ValueError(f"{GGUF_ENV}={configured}: no {GGUF_SCRIPT} there; point it at the script or at a "
-                             "llama.cpp checkout")
-        return path
-    found = shutil.which(GGUF_SCRIPT)
-    return Path(found) if found else None
-
-
-def require_gguf_converter() -> Path:
-    converter = find_gguf_converter()
-    if converter is None:
-        raise ValueError(GGUF_HOWTO)
-    return converter
-
-
-def convert_to_gguf(converter: Path, model_dir: Path, dtype: str) -> Path:
-    """Run llama.cpp's converter on the saved directory: `model-<dtype>.gguf` beside the safetensors."""
-    target = model_dir / f"model-{GGUF_OUTTYPE[dtype]}.gguf"
-    cmd = [sys.executable, str(converter), str(model_dir), "--outfile", str(target), "--outtype", GGUF_OUTTYPE[dtype]]
-    print(f"[export] {' '.join(cmd)}", flush=True)
-    subprocess.run(cmd, check=True)
-    return target
 
 
 # ---------------------------------------------------------------------------
@@ -241,7 +199,7 @@ def choose_stage(parts: RunParts, stage: str | None) -> tuple[str, list[str]]:
 
 def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | None = None,
                dtype: str = "bfloat16", overwrite: bool = False, push: str | None = None,
-               gguf: bool = False) -> ExportResult:
+               gguf: bool = False, gguf_type: str | None = None) -> ExportResult:
     """`azllm export` as a function: find the run, fetch its parts, merge, write the card, push."""
     from azllm.model_card import model_card
 
@@ -249,8 +207,7 @@ def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | N
         raise ValueError(f"--dtype {dtype!r}: expected one of {DTYPES}")
     out = Path(out)
     check_out_dir(out, overwrite)
-    if gguf:
-        require_gguf_converter()
+    check_gguf(gguf, gguf_type, dtype)
     run = find_run(run_id)
     parts = run_parts(run, arm)
     stage, notes = choose_stage(parts, stage)
@@ -259,7 +216,7 @@ def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | N
     dirs = fetch_parts(with_stage(parts, stage))
     card = model_card(parts.data, config=run_config(run), pathspec=run.pathspec, arm=parts.arm, stage=stage,
                       dtype=dtype, branch=branch_of(run), notes=notes)
-    write_export(dirs, out, dtype=dtype, card=card, overwrite=overwrite, gguf=gguf)
+    write_export(dirs, out, dtype=dtype, card=card, overwrite=overwrite, gguf=gguf, gguf_type=gguf_type)
     result = ExportResult(out_dir=out.resolve(), arm=parts.arm, stage=stage, dtype=dtype, notes=notes)
     if push:
         result.pushed = push_dir(result.out_dir, push)
@@ -300,7 +257,8 @@ def export_flow_model(flow: Any, dtype: str = "bfloat16") -> dict:
 
 def _export(args: argparse.Namespace) -> int:
     result = export_run(args.run, Path(args.out), arm=args.arm, stage=args.stage, dtype=args.dtype,
-                        overwrite=args.overwrite, push=args.push, gguf=args.gguf)
+                        overwrite=args.overwrite, push=args.push, gguf=args.gguf,
+                        gguf_type=args.gguf_type)
     what = {"preference": "CPT model + merged preference-stage adapter", "sft": "CPT model + merged SFT adapter",
             "cpt": "CPT model (no SFT)"}[result.stage]
     print(f"azllm export: {what} of arm {result.arm!r} ({result.dtype}) in {result.out_dir}")
@@ -321,5 +279,9 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.add_argument("--push", metavar="S3_URL", help="also upload to s3://bucket/prefix")
     p.add_argument("--gguf", action="store_true",
-                   help=f"also convert to GGUF with llama.cpp's {GGUF_SCRIPT} (PATH or ${GGUF_ENV})")
+                   help=f"also convert to GGUF with llama.cpp's {GGUF_SCRIPT} (${GGUF_ENV}, PATH or "
+                        "llama-cpp-python's copy), with an Ollama Modelfile")
+    p.add_argument("--gguf-type", choices=GGUF_TYPES,
+                   help="GGUF weights type (implies --gguf; default: the --dtype's, bf16/f16/f32); q4_k_m "
+                        "uses llama.cpp's quantizer from llama-cpp-python")
     p.set_defaults(func=_export)

@@ -36,8 +36,10 @@ out = model.generate(**inputs, max_new_tokens=64)
 print(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
 ```
 
-`generation_config.json` stops at `<|eot_id|>`, the end of an assistant turn. Serve the directory with
-`vllm serve DIR` or TGI; for llama.cpp convert it with `convert_hf_to_gguf.py DIR` (`azllm export --gguf` does).
+`generation_config.json` stops at `<|eot_id|>`, the end of an assistant turn. vLLM (`vllm serve DIR`) and TGI
+are expected to serve the directory (not yet tested on a GPU). For llama.cpp and Ollama, `azllm export --gguf-type
+q8_0` writes a GGUF and a Modelfile (a plain `convert_hf_to_gguf.py DIR` does not know a new vocabulary's
+pre-tokenizer; azllm tells it that it is Llama 3's).
 """
 """How to load the export; tests/test_export.py runs this snippet."""
 

@@ -222,6 +222,7 @@ def test_bad_input_is_refused_with_the_fix(tiny_run, tiny_export, tmp_path):
 def test_gguf_without_llama_cpp_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.delenv(GGUF_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nor llama-cpp-python's copy (azllm.gguf)
     with pytest.raises(ValueError, match=r"git clone .*llama\.cpp(.|\n)*" + GGUF_ENV):
         require_gguf_converter()
     monkeypatch.setenv(GGUF_ENV, str(tmp_path / "nowhere"))

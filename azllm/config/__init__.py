@@ -4,7 +4,8 @@
   dataclass per preset section, with its checks (:mod:`azllm.config.errors`: ``ConfigError``
   names the key and the fix);
 - :mod:`azllm.config.loading`: TOML, ``inherit``, strict types, the Metaflow ``Config`` parser;
-- :mod:`azllm.config.paths`: ``PROJECT_ROOT``, ``resolve_path``, ``cache_dir``.
+- :mod:`azllm.config.paths`: ``PROJECT_ROOT``, ``resolve_path``, ``cache_dir``,
+  ``ordinary_permissions`` (umask modes for outputs built in a temporary directory).
 
 Everything is re-exported here, so callers write ``from azllm.config import CptConfig,
 load_pipeline_config``.
@@ -19,7 +20,7 @@ from azllm.config.loading import (
     parse_config_text,
     section_from_dict,
 )
-from azllm.config.paths import PROJECT_ROOT, cache_dir, resolve_path
+from azllm.config.paths import PROJECT_ROOT, cache_dir, ordinary_permissions, resolve_path
 from azllm.config.sections import (
     ARMS,
     DEFAULT_PROMPTS,
@@ -43,5 +44,5 @@ __all__ = [
     "CustomTaskConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PhaseConfig", "PipelineConfig",
     "PreferenceConfig", "QualityConfig", "SftConfig",
     "TinyModelConfig", "TokenizerConfig", "cache_dir", "config_from_dict", "load_pipeline_config",
-    "parse_config", "parse_config_text", "resolve_path", "section_from_dict",
+    "ordinary_permissions", "parse_config", "parse_config_text", "resolve_path", "section_from_dict",
 ]

@@ -75,9 +75,10 @@ def _umask() -> int:
     return mask
 
 
-def ordinary_permissions(root: str | Path) -> None:
+def ordinary_permissions(root: str | Path) -> Path:
     """Give ``root`` and everything under it the modes a plain ``mkdir``/``open`` would (umask),
-    instead of ``tempfile.mkdtemp``'s 0700 and ``mkstemp``'s 0600."""
+    instead of ``tempfile.mkdtemp``'s 0700 and ``mkstemp``'s 0600; returns ``root``. Without it a
+    serving container running as another user cannot read an export."""
     mask = _umask()
     root = Path(root)
     dir_mode, file_mode = 0o777 & ~mask, 0o666 & ~mask
@@ -90,6 +91,7 @@ def ordinary_permissions(root: str | Path) -> None:
             if not os.path.islink(path):
                 executable = os.stat(path).st_mode & 0o100
                 os.chmod(path, (0o777 & ~mask) if executable else file_mode)
+    return root
 
 
 def publish_dir(tmp: str | Path, final: str | Path) -> Path:
