@@ -81,6 +81,14 @@ def test_preset_checks_name_the_problem_and_the_fix(tmp_path, shared_data):
     with pytest.raises(MetaflowException) as e:  # a flow run (the Metaflow Config parser), offline: refused
         parse_config(hub)
     assert "['belebele_azj_Latn'] read the Hugging Face hub" in str(e.value) and "[eval.task_data]" in str(e.value)
+    # a task_data path that does not exist at all (the demo preset without ../shared): the hub, said once;
+    # offline, a flow run is refused naming the path
+    absent = preset(tmp_path, f'[eval]\ntasks = ["sib200_azj"]\n[eval.task_data]\nsib200_azj = "{tmp_path / "no"}"\n')
+    assert parse_config_text(absent).eval.tasks == ("sib200_azj",)
+    with pytest.raises(MetaflowException) as e:
+        parse_config(absent)
+    assert "['sib200_azj'] read the Hugging Face hub" in str(e.value)
+    assert "no such [eval.task_data] path" in str(e.value)
     msg = refused(f'[eval]\ntasks = ["sib200_azj"]\nnum_fewshot = 800\n[eval.task_data]\nsib200_azj = "{sib}"\n')
     assert "800 few-shot examples" in msg and "has 701" in msg
 

@@ -204,6 +204,28 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def local_task_data(cfg: EvalConfig) -> dict[str, str]:
+    """The `[eval.task_data]` entries whose path exists. A path that does not exist at all (the demo
+    preset's `../shared/data/eval` on a machine without it) is not an error here: the task reads
+    the hub instead, said once on stderr; offline, :func:`check_hub_tasks` then refuses the run
+    before any step starts."""
+    local = {}
+    for name, path in cfg.task_data.items():
+        if Path(resolve_path(path)).exists():
+            local[name] = path
+        else:
+            _say_missing_task_data(name, path)
+    return local
+
+
+@functools.cache
+def _say_missing_task_data(name: str, path: str) -> None:
+    import sys
+
+    print(f"azllm: note: [eval.task_data] {name} = {path!r} does not exist; {name} reads the Hugging Face "
+          "hub instead", file=sys.stderr)
+
+
 def check_eval_tasks(cfg: EvalConfig, *, check_hub: bool = True) -> None:
     """Everything about `[eval] tasks` that needs files or the network; raises ConfigError."""
     if not cfg.tasks:
@@ -211,7 +233,10 @@ def check_eval_tasks(cfg: EvalConfig, *, check_hub: bool = True) -> None:
     custom = {t.name: t for t in cfg.custom_tasks}
     check_task_names(cfg.tasks, tuple(custom))
     shipped = yaml_task_names(str(SHIPPED_TASKS_DIR))
+    local = local_task_data(cfg)
     for name, path in cfg.task_data.items():
+        if name in cfg.tasks and name not in local:
+            continue  # no such path: read from the hub (local_task_data)
         if name not in cfg.tasks:  # unused here (a CLI --tasks subset), but a typo is still refused
             check_task_names([name], field="[eval.task_data]")
             continue
@@ -247,8 +272,11 @@ def check_hub_tasks(cfg: EvalConfig) -> None:
     reached: refused, naming them and the preset field for local files. Run by the Metaflow parser
     (a flow run), not by every preset load, so offline tools and tests can still read such presets."""
     custom = {t.name for t in cfg.custom_tasks}
-    hub = [n for n in cfg.tasks if n not in custom and n not in cfg.task_data]
+    local = local_task_data(cfg)
+    hub = [n for n in cfg.tasks if n not in custom and n not in local]
     if hub and not hub_reachable():
-        raise ConfigError(f"[eval] tasks {hub} read the Hugging Face hub, which cannot be reached (offline); "
+        absent = [f"{n} = {cfg.task_data[n]!r}" for n in hub if n in cfg.task_data]
+        raise ConfigError(f"[eval] tasks {hub} read the Hugging Face hub, which cannot be reached (offline)"
+                          + (f" (no such [eval.task_data] path: {', '.join(absent)})" if absent else "") + "; "
                           "point each at local files with [eval.task_data] (e.g. sib200_azj = "
                           "\"../shared/data/eval/sib200_azj_Latn\"), or drop them from [eval] tasks")

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import EvalConfig, resolve_path
-from azllm.config.tasks import SHIPPED_TASKS_DIR, check_task_names, lm_eval_tasks_dir, yaml_task_names
+from azllm.config.tasks import (
+    SHIPPED_TASKS_DIR,
+    check_task_names,
+    lm_eval_tasks_dir,
+    local_task_data,
+    yaml_task_names,
+)
 from azllm.model.device import Placement
 
 logger = logging.getLogger(__name__)
@@ -72,16 +78,17 @@ def task_specs(cfg: EvalConfig, names: tuple[str, ...] | None = None, manager=No
 
     names = cfg.tasks if names is None else names
     custom = {t.name: t for t in cfg.custom_tasks}
+    local = local_task_data(cfg)
     by_shots: dict[int, list[Any]] = defaultdict(list)
     for name in names:
         if name in custom:
             task = custom[name]
             shots = cfg.num_fewshot if task.num_fewshot < 0 else task.num_fewshot
             by_shots[shots].append(custom_task_config(task, max_gen_toks=cfg.max_new_tokens))
-        elif name in cfg.task_data:
+        elif name in local:
             if manager is None:
                 raise ValueError(f"{name}: local task data needs the TaskManager (task_manager(...))")
-            overrides = _local_overrides(name, resolve_path(cfg.task_data[name]))
+            overrides = _local_overrides(name, resolve_path(local[name]))
             by_shots[cfg.num_fewshot].append(
                 manager._factory.build(manager.task_index[name], overrides=overrides, registry=manager.task_index))
         else:
