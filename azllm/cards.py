@@ -243,12 +243,12 @@ def preference_card(metrics: dict[str, Any], pairs: list[dict[str, Any]] | None 
 
 def eval_card(report: Any) -> list:
     """evaluate: BPB / repetition / SFT tables, BPB chart, generations side by side."""
-    out: list = [Markdown("# Evaluation: base vs CPT vs SFT")]
+    out: list = [Markdown("# Evaluation: base vs CPT vs SFT (vs preference)")]
     for name, df in report.tables.items():
         out += [Markdown(f"## {name}"), _table(df)]
     out.append(_figure(plots.plot_bpb({name: m["bpb"] for name, m in report.metrics.items()}), "bpb"))
     out += task_components(getattr(report, "task_scores", None),
-                           "Tasks (lm-evaluation-harness; SFT without its chat template; dashed: chance)")
+                           "Tasks (lm-evaluation-harness; chat models without their chat template; dashed: chance)")
     if report.generations:
         out += [Markdown("## Generations side by side (greedy)")] + generations_components(report.generations)
     return out

@@ -176,8 +176,8 @@ def _tasks_section(arm_rows: list | None, rows: list | None) -> str:
 
     text = ""
     if rows:
-        text += ("## Tasks: base vs CPT vs SFT\n\nlm-evaluation-harness, the SFT model without its chat template; "
-                 f"`chance` is the score of a uniform guess:\n\n{table(rows)}\n")
+        text += ("## Tasks: base vs CPT vs SFT (vs preference)\n\nlm-evaluation-harness, chat models without "
+                 f"their chat template; `chance` is the score of a uniform guess:\n\n{table(rows)}\n")
     if arm_rows:
         text += f"\n## Tasks: base vs arms\n\n{table(arm_rows)}\n"
     return text
