@@ -401,7 +401,7 @@ class PreferenceConfig:
             raise ConfigError(f"[preference] beta must be > 0, got {self.beta}")
         if not 0 <= self.pair_margin < 100:
             raise ConfigError(f"[preference] pair_margin must be in [0, 100) chrF points, got {self.pair_margin}")
-        for name in ("save_steps", "pair_prompts", "grpo_prompts"):
+        for name in ("save_steps", "pair_prompts", "grpo_prompts", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"[preference] {name} must be >= 0, got {getattr(self, name)}")
         if self.num_generations < 2:
