@@ -297,3 +297,30 @@ def test_models_with_adapter_card_and_arm_choice(tiny, tmp_path, shared_data):
     assert choose_arm(bpb, ["baseline", "extend", "replace"])[0] == "replace"
     arm, reason = choose_arm(bpb, ["baseline", "extend", "replace"], task_scores=fake, tasks=("t",))
     assert arm == "extend" and "0.4000" in reason  # (0.55 - 0.25) / 0.75
+
+
+def test_chat_models_are_scored_with_and_without_their_chat_template_on_generation_tasks(tiny, tmp_path):
+    """A chat model (the SFT and preference models in `evaluate`): every task without the chat template,
+    the generation tasks once more with it; the prompt lm-eval sent then carries the template's headers."""
+    from azllm.eval.report import ModelSpec
+    from azllm.eval.tasks import evaluate_task_models
+
+    model, tokenizer, model_dir = tiny
+    mc = write_jsonl(tmp_path / "faq.jsonl", MC_RECORDS)
+    gen = write_jsonl(tmp_path / "gen.jsonl", [{"prompt": "Salam!", "reference": "Salam, necə kömək edə bilərəm?"},
+                                               {"prompt": "Balansı necə yoxlayım?", "reference": "*100# yığın."}])
+    cfg = EvalConfig(tasks=("faq", "gen"), max_new_tokens=4, custom_tasks=(
+        CustomTaskConfig(name="faq", kind="multiple_choice", path=str(mc), num_fewshot=0),
+        CustomTaskConfig(name="gen", kind="generation", path=str(gen), num_fewshot=0)))
+    specs = {"cpt": ModelSpec(model_dir=model_dir, tokenizer_dir=model_dir),
+             "sft": ModelSpec(model_dir=model_dir, tokenizer_dir=model_dir, chat=True)}
+    rows = [r for r in evaluate_task_models(cfg, specs).rows if r["primary"]]
+    assert {(r["model"], r["task"], r["chat_template"]) for r in rows} == {
+        ("cpt", "faq", False), ("cpt", "gen", False), ("sft", "faq", False), ("sft", "gen", False),
+        ("sft (chat template)", "gen", True)}
+    plain = evaluate_tasks(model, tokenizer, cfg, model_name="sft", names=("gen",), keep_samples=True)
+    chat = evaluate_tasks(model, tokenizer, cfg, model_name="sft", names=("gen",), keep_samples=True,
+                          chat_template=True)
+    header = "<|start_header_id|>"
+    assert all(header not in s["arguments"][0][0] for s in plain.samples["gen"])
+    assert all(header in s["arguments"][0][0] for s in chat.samples["gen"])

@@ -169,8 +169,10 @@ def make_lm(model, tokenizer, *, batch_size: int):
 
 
 def evaluate_tasks(model, tokenizer, cfg: EvalConfig, *, model_name: str, names: tuple[str, ...] | None = None,
-                   keep_samples: bool = False) -> TaskScores:
-    """Score one loaded model on `names` (default `cfg.tasks`), `cfg.limit` documents each."""
+                   keep_samples: bool = False, chat_template: bool = False) -> TaskScores:
+    """Score one loaded model on `names` (default `cfg.tasks`), `cfg.limit` documents each; with
+    `chat_template`, each prompt is rendered through the tokenizer's chat template (lm-eval's
+    `apply_chat_template`), as a chat assistant is used."""
     import lm_eval
 
     names = cfg.tasks if names is None else names
@@ -182,8 +184,8 @@ def evaluate_tasks(model, tokenizer, cfg: EvalConfig, *, model_name: str, names:
     rows, results, samples = [], [], {}
     for shots, specs in sorted(task_specs(cfg, names, manager).items()):
         out = lm_eval.simple_evaluate(model=lm, tasks=specs, num_fewshot=shots, limit=cfg.limit,
-                                      task_manager=manager, log_samples=True)
-        rows += score_rows(out, model_name=model_name, num_fewshot=shots)
+                                      task_manager=manager, log_samples=True, apply_chat_template=chat_template)
+        rows += score_rows(out, model_name=model_name, num_fewshot=shots, chat_template=chat_template)
         if keep_samples:
             samples.update(out["samples"])
         out.pop("samples", None)
@@ -193,10 +195,19 @@ def evaluate_tasks(model, tokenizer, cfg: EvalConfig, *, model_name: str, names:
     return TaskScores(rows=rows, results=results, samples=samples)
 
 
+def generation_tasks(results: list[dict[str, Any]], names: tuple[str, ...]) -> tuple[str, ...]:
+    """The names among `names` that lm-eval ran as generation (`output_type: generate_until`)."""
+    kinds = {task: (config or {}).get("output_type") for out in results
+             for task, config in (out.get("configs") or {}).items()}
+    return tuple(n for n in names if kinds.get(n) == "generate_until")
+
+
 def evaluate_task_models(cfg: EvalConfig, models: dict[str, Any], *, placement: Placement | None = None,
                          out_dir: Path | None = None) -> TaskScores:
     """Every model of `models` ({name: ModelSpec}, azllm.eval.report) on `cfg.tasks`, one loaded at a
-    time; an adapter is merged into its model first (lm-eval's HF class takes a plain causal LM).
+    time; an adapter is merged into its model first (lm-eval's HF class takes a plain causal LM). A chat
+    model (`spec.chat`) is scored without its chat template on every task and, on the generation tasks,
+    also with it (model `"<name> (chat template)"`, `chat_template` column True).
     Writes `task_results.json` (lm-eval's results per model) and `task_scores.csv` to `out_dir`."""
     from azllm.eval.load import load_model_and_tokenizer
     from azllm.model.device import release_memory, select_placement
@@ -211,6 +222,12 @@ def evaluate_task_models(cfg: EvalConfig, models: dict[str, Any], *, placement: 
         scores = evaluate_tasks(model, tokenizer, cfg, model_name=name)
         rows += scores.rows
         results[name] = scores.results
+        generation = generation_tasks(scores.results, cfg.tasks) if getattr(spec, "chat", False) else ()
+        if generation:  # a chat model's generation tasks once more, prompted as the assistant is used
+            chat_name = f"{name} (chat template)"
+            chat = evaluate_tasks(model, tokenizer, cfg, model_name=chat_name, names=generation, chat_template=True)
+            rows += chat.rows
+            results[chat_name] = chat.results
         del model
         release_memory(placement)
     if out_dir is not None:
