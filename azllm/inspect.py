@@ -29,6 +29,7 @@ from azllm.tables import (
     history_frame,
     metrics_rows,
     sft_rows,
+    task_score_table,
     throughput_rows,
 )
 
@@ -171,6 +172,24 @@ def eval_table(run: Any) -> pd.DataFrame:
     return pd.DataFrame(metrics_rows(_end_data(run).metrics)).set_index("model")
 
 
+def task_scores_table(run: Any) -> pd.DataFrame:
+    """`[eval] tasks` (lm-evaluation-harness): each task's primary metric for base and every arm
+    (`join_cpt`) and for CPT, SFT and preference (`evaluate`); empty for a run without tasks."""
+    data = _end_data(run)
+    frames = [task_score_table(rows).assign(step=step) for step, rows in
+              (("join_cpt", _artifact(data, "arm_task_scores")), ("evaluate", _artifact(data, "task_scores")))
+              if rows]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _artifact(data: Any, name: str) -> Any:
+    """An artifact a run may lack (older runs, or a preset without that stage): None then."""
+    try:
+        return getattr(data, name)
+    except (AttributeError, KeyError):
+        return None
+
+
 def generations_table(run: Any) -> pd.DataFrame:
     """Greedy generations: one row per prompt, one column per model."""
     return generations_side_by_side(_end_data(run).generations)
@@ -242,6 +261,9 @@ def _headline_numbers(run) -> dict[str, Any]:
             if m and not m.get("skipped"):
                 out[f"final loss {arm} {phase}"] = m.get("final_loss")
                 out[f"tokens/s {arm} {phase}"] = m.get("tokens_per_s")
+    for row in (_artifact(data, "task_scores") or []):
+        if row.get("primary"):
+            out[f"task {row['task']} {row['metric']} / {row['model']}"] = row["value"]
     sft = data.sft_metrics
     out["assistant loss before SFT"] = sft.get("eval_assistant_loss_before")
     out["assistant loss after SFT"] = sft.get("eval_assistant_loss_after")

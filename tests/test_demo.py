@@ -57,6 +57,13 @@ def test_demo_scores_its_tasks_for_every_model_and_shows_them(demo_run):
     assert base_arm["value"] == base_eval["value"]  # the same model on the same documents: the same score
     section = _tasks_section(arm_rows, rows)
     assert "## Tasks: base vs CPT vs SFT" in section and "## Tasks: base vs arms" in section
+    from azllm.inspect import task_scores_table  # the notebook's table
+
+    table = task_scores_table(run)
+    expected = ({("join_cpt", m) for m in ("base", *cfg.cpt.arms)}
+                | {("evaluate", m) for m in ("base", "cpt", "sft", "preference")})
+    assert set(zip(table["step"], table["model"], strict=True)) == expected
+    assert {"value", "stderr", "chance", "n"} <= set(table.columns)
     for step in ("join_cpt", "evaluate"):
         components = user_components(card_payload(default_card_html(run[step].task)))
         kinds = [c["type"] for c in components]
