@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(PY) flows/azllm_flow.py --config config $(CONFIG) run
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 # On a CUDA host: nccl, bf16, fused AdamW, Liger, AC/compile parity, evaluation on the GPU
 test-gpu: $(STAMP)
