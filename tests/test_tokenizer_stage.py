@@ -99,7 +99,8 @@ def test_load_errors_name_the_path(tmp_path):
     (bad / "tokenizer_config.json").write_text("{}")
     with pytest.raises(ValueError, match=f"tokenizer directory {bad} could not be read"):
         load_tokenizer(str(bad))
-    offline = r"cannot load tokenizer 'nobody/no-such-tokenizer': the Hugging Face hub is switched off here \(HF_HUB_OFFLINE\)"
+    offline = (r"cannot load tokenizer 'nobody/no-such-tokenizer': "
+               r"the Hugging Face hub is switched off here \(HF_HUB_OFFLINE\)")
     with pytest.raises(ValueError, match=offline):
         load_tokenizer("nobody/no-such-tokenizer")
 
