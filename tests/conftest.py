@@ -112,3 +112,19 @@ def demo_run():
     """(metaflow.Run, combined output) of the quick start's run: the default preset (configs/demo.toml),
     no --config, in the user's branch. About 7-15 min on 2 cores: shared by test_demo and test_export."""
     return finished_run(run_flow("run", timeout=3600))
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    """An S3 server on localhost (moto), the only fake allowed: a stand-in for the cloud endpoint."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 
 import pytest
 import torch
@@ -76,23 +75,6 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_one_line(tmp_path, capsys, 
         assert len(lines) == 1 and "skipping" in lines[0] and "step-000006" in lines[0], lines
         assert expected in lines[0], lines[0]
     assert second.exists(), "the damaged checkpoint is left for inspection"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(params=["dir", "s3"])

@@ -10,13 +10,11 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import socket
 
 import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from azllm.config import DataConfig, QualityConfig
 from azllm.data.corpus import prepare_corpus
@@ -24,21 +22,6 @@ from azllm.data.readers import BadLines, DataError, iter_documents
 
 DOCS = ["Birinci sənəd burada yazılıb.", "İkinci sənəd də var.", "Üçüncü və sonuncu sənəd."]
 BUCKET = "azllm-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture

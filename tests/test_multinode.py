@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_checkpoint_store import moto_endpoint  # noqa: F401 - a fixture
 from test_cpt import BLOCK_SIZE, _cpt, _weights, tiny_base  # noqa: F401 - tiny_base is a fixture
 
 from azllm.train.checkpointing import KEPT_AFTER_PHASE, CheckpointStore, store_checkpoints, store_problems

@@ -166,14 +166,19 @@ def letter_logprob(model, tokenizer, context: str, letter: str) -> float:
     return sum(logits[i - 1, whole[i]].item() for i in range(len(ctx), len(whole)))
 
 
-def test_custom_multiple_choice_and_generation(tiny, tmp_path):
-    model, tokenizer, _ = tiny
+def faq_and_generation(tmp_path: Path, *, max_new_tokens: int, generation_shots: int) -> EvalConfig:
+    """Two custom tasks a user would write: a multiple-choice FAQ (MC_RECORDS) and a generation set."""
     mc = write_jsonl(tmp_path / "faq.jsonl", MC_RECORDS)
     gen = write_jsonl(tmp_path / "gen.jsonl", [{"prompt": "Salam!", "reference": "Salam, necə kömək edə bilərəm?"},
                                                {"prompt": "Balansı necə yoxlayım?", "reference": "*100# yığın."}])
-    cfg = EvalConfig(tasks=("faq", "gen"), max_new_tokens=6, custom_tasks=(
+    return EvalConfig(tasks=("faq", "gen"), max_new_tokens=max_new_tokens, custom_tasks=(
         CustomTaskConfig(name="faq", kind="multiple_choice", path=str(mc), num_fewshot=0),
-        CustomTaskConfig(name="gen", kind="generation", path=str(gen), num_fewshot=1)))
+        CustomTaskConfig(name="gen", kind="generation", path=str(gen), num_fewshot=generation_shots)))
+
+
+def test_custom_multiple_choice_and_generation(tiny, tmp_path):
+    model, tokenizer, _ = tiny
+    cfg = faq_and_generation(tmp_path, max_new_tokens=6, generation_shots=1)
     check_eval_tasks(cfg)
     scores = evaluate_tasks(model, tokenizer, cfg, model_name="tiny", keep_samples=True)
     primary = {r["task"]: r for r in scores.rows if r["primary"]}
@@ -306,12 +311,7 @@ def test_chat_models_are_scored_with_and_without_their_chat_template_on_generati
     from azllm.eval.tasks import evaluate_task_models
 
     model, tokenizer, model_dir = tiny
-    mc = write_jsonl(tmp_path / "faq.jsonl", MC_RECORDS)
-    gen = write_jsonl(tmp_path / "gen.jsonl", [{"prompt": "Salam!", "reference": "Salam, necə kömək edə bilərəm?"},
-                                               {"prompt": "Balansı necə yoxlayım?", "reference": "*100# yığın."}])
-    cfg = EvalConfig(tasks=("faq", "gen"), max_new_tokens=4, custom_tasks=(
-        CustomTaskConfig(name="faq", kind="multiple_choice", path=str(mc), num_fewshot=0),
-        CustomTaskConfig(name="gen", kind="generation", path=str(gen), num_fewshot=0)))
+    cfg = faq_and_generation(tmp_path, max_new_tokens=4, generation_shots=0)
     specs = {"cpt": ModelSpec(model_dir=model_dir, tokenizer_dir=model_dir),
              "sft": ModelSpec(model_dir=model_dir, tokenizer_dir=model_dir, chat=True)}
     rows = [r for r in evaluate_task_models(cfg, specs).rows if r["primary"]]
