@@ -67,11 +67,6 @@ class ExportResult:
 # ---------------------------------------------------------------------------
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty `out` before any work is done, unless asked to replace it (the shared rule)."""
-    check_output_dir(out, overwrite=overwrite)
-
-
 def merged_model(model_dir: Path, adapter_dir: Path | None, dtype: str):
     """The CPT model with the LoRA adapter folded into its weights (float32 merge, then `dtype`)."""
     import torch
@@ -136,7 +131,7 @@ def write_export(dirs: PartDirs, out: Path, *, dtype: str, card: str, overwrite:
     """Merge, save safetensors + tokenizer + generation config + README.md into `out`, atomically;
     with `gguf` (or a `gguf_type`), also `model-<type>.gguf` and an Ollama `Modelfile` (`azllm.gguf`)."""
     out = Path(out).resolve()
-    check_out_dir(out, overwrite)
+    check_output_dir(out, overwrite=overwrite)
     gguf_type = check_gguf(gguf, gguf_type, dtype)
     with staged_dir(out) as tmp:  # complete or absent, with ordinary permissions
         model = merged_model(dirs.model, dirs.adapter, dtype)
@@ -206,7 +201,7 @@ def export_run(run_id: str, out: Path, *, arm: str | None = None, stage: str | N
     if dtype not in DTYPES:
         raise ValueError(f"--dtype {dtype!r}: expected one of {DTYPES}")
     out = Path(out)
-    check_out_dir(out, overwrite)
+    check_output_dir(out, overwrite=overwrite)
     check_gguf(gguf, gguf_type, dtype)
     run = find_run(run_id)
     parts = run_parts(run, arm)

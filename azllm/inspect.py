@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from azllm import plots
+from azllm.model_card import artifact
 from azllm.tables import (
     corpus_rows,
     generations_side_by_side,
@@ -177,17 +178,9 @@ def task_scores_table(run: Any) -> pd.DataFrame:
     (`join_cpt`) and for CPT, SFT and preference (`evaluate`); empty for a run without tasks."""
     data = _end_data(run)
     frames = [task_score_table(rows).assign(step=step) for step, rows in
-              (("join_cpt", _artifact(data, "arm_task_scores")), ("evaluate", _artifact(data, "task_scores")))
+              (("join_cpt", artifact(data, "arm_task_scores")), ("evaluate", artifact(data, "task_scores")))
               if rows]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _artifact(data: Any, name: str) -> Any:
-    """An artifact a run may lack (older runs, or a preset without that stage): None then."""
-    try:
-        return getattr(data, name)
-    except (AttributeError, KeyError):
-        return None
 
 
 def generations_table(run: Any) -> pd.DataFrame:
@@ -261,7 +254,7 @@ def _headline_numbers(run) -> dict[str, Any]:
             if m and not m.get("skipped"):
                 out[f"final loss {arm} {phase}"] = m.get("final_loss")
                 out[f"tokens/s {arm} {phase}"] = m.get("tokens_per_s")
-    for row in (_artifact(data, "task_scores") or []):
+    for row in (artifact(data, "task_scores") or []):
         if row.get("primary"):
             out[f"task {row['task']} {row['metric']} / {row['model']}"] = row["value"]
     sft = data.sft_metrics
@@ -286,13 +279,13 @@ def fetch_tensorboard(run: Any, dest: str | Path) -> Path:
 
     run, dest = _as_run(run), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for step_name, artifact in TENSORBOARD_ARTIFACTS.items():
+    for step_name, name in TENSORBOARD_ARTIFACTS.items():
         try:
             tasks = list(run[step_name])
         except KeyError:
             continue
         for task in tasks:
-            ref = task[artifact].data if artifact in task else None
+            ref = task[name].data if name in task else None
             if not ref:
                 continue
             arm = task["arm"].data if "arm" in task else None

@@ -87,7 +87,8 @@ def md_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _get(data: Any, name: str) -> Any:
+def artifact(data: Any, name: str) -> Any:
+    """An artifact a run may lack (an older run, or a preset without that stage): None then."""
     try:
         return getattr(data, name)
     except (AttributeError, KeyError):
@@ -199,16 +200,16 @@ def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, st
              USAGE,
              f"## Base model\n\n`{name}`" + (f" ([{hub_id}](https://huggingface.co/{hub_id}))" if hub_id else
                                               " (a seeded random Llama: a test model, not for use)") + "\n",
-             _tokenizer_section(config, arm, _get(data, "fertility")),
-             _data_section(_get(data, "data_stats")),
-             _training_section(config, _get(data, "cpt_metrics"), _get(data, "sft_metrics"), stage,
-                               _get(data, "preference_metrics")),
+             _tokenizer_section(config, arm, artifact(data, "fertility")),
+             _data_section(artifact(data, "data_stats")),
+             _training_section(config, artifact(data, "cpt_metrics"), artifact(data, "sft_metrics"), stage,
+                               artifact(data, "preference_metrics")),
              f"Stage shipped: **{stage}** ({what}).\n",
-             _results_section(_get(data, "arm_bpb"), _get(data, "metrics"), _get(data, "generations")),
-             _tasks_section(_get(data, "arm_task_scores"), _get(data, "task_scores")),
+             _results_section(artifact(data, "arm_bpb"), artifact(data, "metrics"), artifact(data, "generations")),
+             _tasks_section(artifact(data, "arm_task_scores"), artifact(data, "task_scores")),
              f"## Provenance\n\nMetaflow pathspec `{pathspec}`; read it with "
              f"`metaflow.Run(\"{pathspec}\")`" + (f", project `azllm`, branch `{branch}`" if branch else "")
-             + f". Chosen arm of the run: `{_get(data, 'chosen_arm')}`.\n"]
+             + f". Chosen arm of the run: `{artifact(data, 'chosen_arm')}`.\n"]
     return "\n".join(p for p in parts if p)
 
 
