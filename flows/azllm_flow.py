@@ -55,9 +55,9 @@ class AzLLMFlow(FlowSpec):
     def start(self):
         """Validate the preset (done by the Config parser) and record what we run on."""
         from azllm.compute.hardware import describe_environment
-        from azllm.flowutil import begin_step
+        from azllm.steps.step import begin_step
 
-        begin_step("start", self.config)
+        begin_step(self.config)
         self.environment_info = describe_environment()
         self.next(self.plan_data)
 
@@ -67,9 +67,9 @@ class AzLLMFlow(FlowSpec):
         """Check the chat records; filter the evaluation text; cut the corpus into shards, the shards into one
         group per data worker."""
         from azllm.data.pipeline import plan_all
-        from azllm.flowutil import begin_step, save_dir
+        from azllm.steps.step import begin_step, save_dir
 
-        cfg = begin_step("plan_data", self.config)
+        cfg = begin_step(self.config)
         with save_dir("data-plan") as out:
             plan = plan_all(cfg.data, out, cfg.compute.data_workers)
             self.data_plan = current.model.save(str(out), label="data_plan", storage_format="files")
@@ -81,9 +81,9 @@ class AzLLMFlow(FlowSpec):
     def prepare_shards(self):
         """One group of shards on this task's CPUs: repair, language ID, quality, PII, decontamination, MinHash."""
         from azllm.data.corpus import prepare_group
-        from azllm.flowutil import begin_step, save_dir
+        from azllm.steps.step import begin_step, save_dir
 
-        cfg = begin_step("prepare_shards", self.config)
+        cfg = begin_step(self.config)
         with save_dir("data-group") as out:
             prepare_group(cfg.data, Path(current.model.loaded["data_plan"]), self.input, out)
             self.data_group = current.model.save(str(out), label=f"data_group_{self.input}", storage_format="files")
@@ -94,11 +94,12 @@ class AzLLMFlow(FlowSpec):
     @step
     def join_data(self, inputs):
         """Exact and near dedup across all groups, mixing, validation split; chat records."""
-        from azllm.cards import data_card
         from azllm.data.pipeline import join_all
-        from azllm.flowutil import begin_step, save_dir, save_prepared_data
+        from azllm.steps.artifacts import save_prepared_data
+        from azllm.steps.cards import data_card
+        from azllm.steps.step import begin_step, save_dir
 
-        cfg = begin_step("join_data", self.config)
+        cfg = begin_step(self.config)
         self.merge_artifacts(inputs, exclude=["data_group"])
         groups = [Path(current.model.load(inp.data_group)) for inp in inputs]
         with save_dir("data") as out:
@@ -112,12 +113,13 @@ class AzLLMFlow(FlowSpec):
     @step
     def train_tokenizer(self):
         """Train the BBPE tokenizer(s), build one tokenizer per CPT arm, measure fertility."""
-        from azllm.cards import tokenizer_card
         from azllm.data.pipeline import eval_files
-        from azllm.flowutil import CORPUS_FILE, base_tokenizer_name, begin_step, save_dir
+        from azllm.steps.artifacts import CORPUS_FILE, base_tokenizer_name
+        from azllm.steps.cards import tokenizer_card
+        from azllm.steps.step import begin_step, save_dir
         from azllm.tokenizer.stage import run_tokenizer_stage
 
-        cfg = begin_step("train_tokenizer", self.config)
+        cfg = begin_step(self.config)
         data_dir, corpus_dir = Path(current.model.loaded["data"]), Path(current.model.loaded["corpus"])
         with save_dir("tokenizers") as out:
             result = run_tokenizer_stage(cfg.tokenizer, base_tokenizer=base_tokenizer_name(cfg.model),
@@ -136,10 +138,11 @@ class AzLLMFlow(FlowSpec):
         """One CPT arm, on CPU: tokenize and pack the corpus once; phase 1 then runs on as many
         nodes as the compute profile gives it, each loading only these blocks."""
         from azllm.compute.distributed import num_nodes
-        from azllm.flowutil import CORPUS_FILE, begin_step
+        from azllm.steps.artifacts import CORPUS_FILE
+        from azllm.steps.step import begin_step
         from azllm.train.arms import pack_arm_corpus
 
-        cfg = begin_step("pack_arm", self.config)
+        cfg = begin_step(self.config)
         self.arm = self.input
         corpus = pack_arm_corpus(cfg, tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
                                  train_path=Path(current.model.loaded["corpus"]) / CORPUS_FILE)
@@ -154,14 +157,15 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_embeddings(self):
         """Phase 1: adapt the vocabulary (FVT init) and train the embeddings only."""
-        from azllm.cards import cpt_card
         from azllm.compute.distributed import checkpoint_stores, torchrun_layout
         from azllm.faults import fail_after_train_step
-        from azllm.flowutil import begin_step, live_phase_dir, store_phase
+        from azllm.steps.artifacts import live_phase_dir, store_phase
+        from azllm.steps.cards import cpt_card
+        from azllm.steps.step import begin_step
         from azllm.train.arms import load_arm_corpus, train_embeddings_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
-        cfg = begin_step("cpt_embeddings", self.config)
+        cfg = begin_step(self.config)
         layout = torchrun_layout(cfg.compute, "cpt_embeddings")
         with live_phase_dir(f"cpt-embeddings-{self.arm}", max_steps=cfg.cpt.embeddings.max_steps,
                             title=f"{self.arm}: phase 1") as out:
@@ -182,9 +186,9 @@ class AzLLMFlow(FlowSpec):
     @step
     def join_embeddings(self, inputs):
         """Gather phase 1's nodes: node 0 holds the model."""
-        from azllm.flowutil import begin_step
+        from azllm.steps.step import begin_step
 
-        begin_step("join_embeddings", self.config)
+        begin_step(self.config)
         self.merge_artifacts(inputs, exclude=["cpt_layout"])
         self.next(self.start_full)
 
@@ -192,9 +196,9 @@ class AzLLMFlow(FlowSpec):
     def start_full(self):
         """Phase 2 runs on as many nodes as the compute profile gives it."""
         from azllm.compute.distributed import num_nodes
-        from azllm.flowutil import begin_step
+        from azllm.steps.step import begin_step
 
-        cfg = begin_step("start_full", self.config)
+        cfg = begin_step(self.config)
         self.next(self.cpt_full, num_parallel=num_nodes(cfg.compute, "cpt_full"))
 
     @card(refresh_interval=10)
@@ -204,14 +208,15 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_full(self):
         """Phase 2: all parameters at a lower learning rate."""
-        from azllm.cards import cpt_card
         from azllm.compute.distributed import checkpoint_stores, torchrun_layout
         from azllm.faults import fail_after_train_step
-        from azllm.flowutil import begin_step, live_phase_dir, store_phase
+        from azllm.steps.artifacts import live_phase_dir, store_phase
+        from azllm.steps.cards import cpt_card
+        from azllm.steps.step import begin_step
         from azllm.train.arms import load_arm_corpus, train_full_phase
         from azllm.train.checkpointing import loaded_checkpoint_for_this_run
 
-        cfg = begin_step("cpt_full", self.config)
+        cfg = begin_step(self.config)
         layout = torchrun_layout(cfg.compute, "cpt_full")
         with live_phase_dir(f"cpt-full-{self.arm}", max_steps=cfg.cpt.full.max_steps,
                             title=f"{self.arm}: phase 2") as out:
@@ -230,9 +235,9 @@ class AzLLMFlow(FlowSpec):
     @step
     def join_full(self, inputs):
         """Gather phase 2's nodes: node 0's model and metrics stand for the arm."""
-        from azllm.flowutil import begin_step
+        from azllm.steps.step import begin_step
 
-        begin_step("join_full", self.config)
+        begin_step(self.config)
         self.cpt_layouts = sorted((inp.cpt_layout for inp in inputs), key=lambda lay: lay["node_rank"])
         self.merge_artifacts(inputs, exclude=["cpt_layout"])
         self.next(self.join_cpt)
@@ -242,11 +247,11 @@ class AzLLMFlow(FlowSpec):
     @step
     def join_cpt(self, inputs):
         """Bits per byte of the base model and of every arm on the same bytes; choose the arm."""
-        from azllm.cards import arms_card
         from azllm.eval.compare import compare_arms
-        from azllm.flowutil import begin_step
+        from azllm.steps.cards import arms_card
+        from azllm.steps.step import begin_step
 
-        cfg = begin_step("join_cpt", self.config)
+        cfg = begin_step(self.config)
         self.merge_artifacts(inputs, include=["data", "data_stats", "tokenizers", "fertility", "environment_info"])
         self.cpt_models = {inp.arm: inp.full_model for inp in inputs}
         self.cpt_layouts = {inp.arm: inp.cpt_layouts for inp in inputs}
@@ -268,11 +273,12 @@ class AzLLMFlow(FlowSpec):
     @step
     def sft_lora(self):
         """LoRA SFT of the chosen arm into a chat assistant, loss on assistant tokens only."""
-        from azllm.cards import sft_card
-        from azllm.flowutil import begin_step, save_dir, store_tensorboard, trainer_checkpoints
+        from azllm.steps.artifacts import store_tensorboard, trainer_checkpoints
+        from azllm.steps.cards import sft_card
+        from azllm.steps.step import begin_step, save_dir
         from azllm.train.sft import run_sft
 
-        cfg = begin_step("sft_lora", self.config)
+        cfg = begin_step(self.config)
         data_dir = Path(current.model.loaded["data"])
         with save_dir("sft") as out:
             result = run_sft(cfg.sft, model_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
@@ -293,11 +299,12 @@ class AzLLMFlow(FlowSpec):
     @step
     def preference(self):
         """Optional: DPO or GRPO on the SFT adapter ([preference] method); `none` passes through, storing nothing."""
-        from azllm.cards import preference_card
-        from azllm.flowutil import begin_step, save_dir, store_tensorboard, trainer_checkpoints
+        from azllm.steps.artifacts import store_tensorboard, trainer_checkpoints
+        from azllm.steps.cards import preference_card
+        from azllm.steps.step import begin_step, save_dir
         from azllm.train.preference import run_preference
 
-        cfg = begin_step("preference", self.config)
+        cfg = begin_step(self.config)
         if cfg.preference.method != "none":
             with save_dir("preference") as out:
                 result = run_preference(cfg.preference,
@@ -320,11 +327,12 @@ class AzLLMFlow(FlowSpec):
     @step
     def evaluate(self):
         """Base vs CPT vs SFT (vs preference) side by side: BPB, generations, repetition, chrF, assistant loss."""
-        from azllm.cards import eval_card
         from azllm.eval.pipeline import evaluate_run
-        from azllm.flowutil import begin_step, load_optional, save_dir
+        from azllm.steps.artifacts import load_optional
+        from azllm.steps.cards import eval_card
+        from azllm.steps.step import begin_step, save_dir
 
-        cfg = begin_step("evaluate", self.config)
+        cfg = begin_step(self.config)
         with save_dir("eval") as out:
             report = evaluate_run(cfg, cpt_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
                                   tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
@@ -341,15 +349,17 @@ class AzLLMFlow(FlowSpec):
     @model
     @step
     def end(self):
-        """Export the chosen arm (SFT or preference adapter merged, model card) as a model reference, tag, summarise."""
-        from azllm.cards import summary_card
-        from azllm.export import export_flow_model
-        from azllm.flowutil import begin_step, print_summary
+        """Export the chosen arm (its last adapter merged, model card) as a model reference, tag the run, summarise."""
+        from azllm.report.summary import RunSummary
+        from azllm.steps.cards import summary_card
+        from azllm.steps.end import export_run_model, print_summary
+        from azllm.steps.step import begin_step
 
-        begin_step("end", self.config)
-        self.export_model = export_flow_model(self)
-        current.card.extend(summary_card(self, run_id=current.run_id))
-        print_summary(self)
+        cfg = begin_step(self.config)
+        summary = RunSummary.from_artifacts(self, config=cfg.to_dict(), complete=True)
+        self.export_model = export_run_model(summary)
+        current.card.extend(summary_card(summary, run_id=current.run_id, exported=True))
+        print_summary(summary)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def _render(components) -> list[dict]:
 
 
 def test_cpt_card_plots_curves_and_lists_steps():
-    from azllm.cards import cpt_card
+    from azllm.steps.cards import cpt_card
 
     rendered = _render(cpt_card({"history": HISTORY, "steps": 3, "tokens": 768, "first_loss": 9.0,
                                  "final_loss": 7.0, "tokens_per_s": 500.0, "mfu": None}, arm="extend", phase="full"))
@@ -148,14 +148,14 @@ def test_cpt_card_plots_curves_and_lists_steps():
 
 
 def test_cpt_card_of_a_pass_through_phase_says_so():
-    from azllm.cards import cpt_card
+    from azllm.steps.cards import cpt_card
 
     (only,) = _render(cpt_card({"skipped": True}, arm="baseline", phase="embeddings"))
     assert "Pass-through" in only["source"]
 
 
 def test_phase_two_of_every_arm_starts_after_the_longest_phase_one():
-    from azllm.tables import history_frame
+    from azllm.report.tables import history_frame
 
     df = history_frame(CPT_METRICS)
     assert df[(df.arm == "baseline") & (df.phase == "full")].global_step.min() == 4
@@ -163,7 +163,7 @@ def test_phase_two_of_every_arm_starts_after_the_longest_phase_one():
 
 
 def test_generations_side_by_side_has_one_column_per_model():
-    from azllm.tables import generations_side_by_side
+    from azllm.report.tables import generations_side_by_side
 
     gens = [{"model": m, "prompt": p, "text": f"{m}:{p}"} for p in ("a", "b") for m in ("base", "cpt", "sft")]
     wide = generations_side_by_side(gens)
@@ -172,7 +172,7 @@ def test_generations_side_by_side_has_one_column_per_model():
 
 
 def test_sft_card_shows_loss_before_and_after():
-    from azllm.cards import sft_card
+    from azllm.steps.cards import sft_card
 
     rendered = _render(sft_card({"train_loss_history": [{"step": 1, "loss": 3.0}], "global_step": 1,
                                  "eval_assistant_loss_before": 3.2, "eval_assistant_loss_after": 2.5}))
@@ -182,7 +182,7 @@ def test_sft_card_shows_loss_before_and_after():
 
 
 def test_preference_card_shows_pairs_margin_and_skipped_prompts():
-    from azllm.cards import preference_card
+    from azllm.steps.cards import preference_card
 
     metrics = {"method": "dpo", "global_step": 4, "seconds": 30.0, "num_pairs": 2, "pairs_source": "run",
                "pair_margin": 20.0, "skipped": {"sampled answer within 20 chrF of the reference": 3},
@@ -211,7 +211,7 @@ class _FakeCard(list):
 def test_live_training_card_follows_the_metrics_file(tmp_path: Path):
     import time
 
-    from azllm.cards import live_training_card
+    from azllm.steps.cards import live_training_card
 
     metrics, card = tmp_path / "metrics.jsonl", _FakeCard()
     with live_training_card(card, metrics, max_steps=3, title="extend: phase 2", every_s=0.05):
@@ -226,3 +226,36 @@ def test_live_training_card_follows_the_metrics_file(tmp_path: Path):
         assert card[1].render()["max"] == 7 and len(card) == 3
         assert "loss 8.0000" in card[0].render()["source"] and "/7:" in card[0].render()["source"]
     assert card.refreshes >= 2 and len(card) == 0
+
+
+def test_run_summary_reads_only_artifacts_the_flow_sets():
+    """The cards, the model card and the export read a run through RunSummary's fields, named after the
+    flow's artifacts: a field no step assigns (`self.NAME = ...` in the flow) would leave its card section
+    empty on every run, so renaming an artifact without RunSummary fails here."""
+    import ast
+
+    from azllm.report.summary import RunSummary
+
+    flow = ast.parse((REPO_ROOT / "flows" / "azllm_flow.py").read_text(encoding="utf-8"))
+    assigned = {t.attr for node in ast.walk(flow) if isinstance(node, ast.Assign) for t in node.targets
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    assert set(RunSummary.artifact_names()) <= assigned, sorted(set(RunSummary.artifact_names()) - assigned)
+
+
+def test_run_summary_names_a_missing_artifact():
+    """In `end` (complete=True) a missing artifact stops the step, naming it; seen from the client, a failed
+    run's summary leaves it None; the preference stage's artifacts may be absent either way."""
+    from types import SimpleNamespace
+
+    from azllm.report.summary import RunSummary
+
+    names = RunSummary.artifact_names()
+    full = SimpleNamespace(**{n: {"validation": 1.0} for n in names if not n.startswith("preference")})
+    full.chosen_arm = "extend"
+    full.arm_bpb = {"extend": {"validation": 0.51234}}
+    summary = RunSummary.from_artifacts(full, config={"name": "tiny"}, complete=True)
+    assert summary.stage == "sft" and summary.tags() == ["azllm.model:extend", "azllm.bpb:0.5123"]
+    del full.metrics
+    with pytest.raises(ValueError, match=r"\['metrics'\]"):
+        RunSummary.from_artifacts(full, config={}, complete=True)
+    assert RunSummary.from_artifacts(full, config={}).metrics is None

@@ -41,7 +41,7 @@ def test_demo_scores_its_tasks_for_every_model_and_shows_them(demo_run):
     from test_cards import card_payload, default_card_html, user_components
 
     from azllm.config import load_pipeline_config
-    from azllm.model_card import _tasks_section
+    from azllm.report.model_card import _tasks_section
 
     run, _ = demo_run
     cfg = load_pipeline_config("demo")
@@ -57,7 +57,7 @@ def test_demo_scores_its_tasks_for_every_model_and_shows_them(demo_run):
     assert base_arm["value"] == base_eval["value"]  # the same model on the same documents: the same score
     section = _tasks_section(arm_rows, rows)
     assert "## Tasks: base vs CPT vs SFT" in section and "## Tasks: base vs arms" in section
-    from azllm.inspect import task_scores_table  # the notebook's table
+    from azllm.runs.explore import task_scores_table  # the notebook's table
 
     table = task_scores_table(run)
     expected = ({("join_cpt", m) for m in ("base", *cfg.cpt.arms)}

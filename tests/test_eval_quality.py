@@ -9,8 +9,8 @@ import tomllib
 
 from test_sft import build_tiny_llama
 
-from azllm.chat import ChatModel, quality_note
 from azllm.eval.quality import MIN_CPT_STEPS, MIN_CPT_TOKENS, demo_scale_verdict, run_quality_verdict
+from azllm.runs.chat import ChatModel, quality_note
 
 DEMO_CPT = {"embeddings": {"steps": 6, "tokens": 1536, "num_params": 134_515_008},
             "full": {"steps": 6, "tokens": 1536, "num_params": 134_515_008}}

@@ -19,18 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from azllm.export import GGUF_ENV, export_run, push_dir, require_gguf_converter
-from azllm.model_card import export_markdown
-from azllm.runs import (
-    branch_of,
-    fetch_parts,
-    find_run,
-    latest_production_run,
-    latest_stage,
-    run_parts,
-    runs_in_branch,
-    with_stage,
-)
+from azllm.export.gguf import GGUF_ENV, require_gguf_converter
+from azllm.export.model_dir import push_dir
+from azllm.report.model_card import export_markdown
+from azllm.report.summary import RunSummary
+from azllm.runs.export import export_run
+from azllm.runs.find import branch_of, find_run, latest_production_run, run_config, runs_in_branch
+from azllm.runs.parts import fetch_parts, latest_stage, run_parts, with_stage
 from conftest import FAILED_RUN_BRANCH, REPO_ROOT
 
 COMPARE = r"""
@@ -143,7 +138,7 @@ def test_end_step_stores_the_export_and_tags_the_run(tiny_run, tmp_path):
     files = {p.name for p in (tmp_path / "m").iterdir()}
     assert {"model.safetensors", "generation_config.json", "README.md", "tokenizer.json"} <= files
     assert json.loads((tmp_path / "m" / "config.json").read_text())["dtype"] == "bfloat16"
-    text = export_markdown(run.id, data)  # for the summary card and the notebook
+    text = export_markdown(run.id, RunSummary.from_artifacts(data, config=run_config(run)))  # the summary card
     assert f"azllm export --run {run.id}" in text and f"`azllm.model:{data.chosen_arm}`" in text
 
 
@@ -155,9 +150,9 @@ def test_branches_are_separate_namespaces(tiny_run, failed_sft_run):
     test_branch = f"test.{FAILED_RUN_BRANCH}"
     assert branch_of(prod) == "prod" and "project:azllm" in prod.tags
     assert latest_production_run().id == prod.id
-    from azllm.inspect import get_run  # the notebook's way in
+    from azllm.runs.explore import find_run as notebook_find_run  # the notebook's way in is the same function
 
-    assert get_run("production").id == prod.id
+    assert notebook_find_run is find_run and find_run("production").id == prod.id
     assert [r.id for r in runs_in_branch(test_branch)][:1] == [failed_id]
     assert prod.id not in {r.id for r in runs_in_branch(test_branch)}
     assert failed_id not in {r.id for r in runs_in_branch("prod")}
@@ -222,7 +217,7 @@ def test_bad_input_is_refused_with_the_fix(tiny_run, tiny_export, tmp_path):
 def test_gguf_without_llama_cpp_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.delenv(GGUF_ENV, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nor llama-cpp-python's copy (azllm.gguf)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nor llama-cpp-python's copy (azllm.export.gguf)
     with pytest.raises(ValueError, match=r"git clone .*llama\.cpp(.|\n)*" + GGUF_ENV):
         require_gguf_converter()
     monkeypatch.setenv(GGUF_ENV, str(tmp_path / "nowhere"))

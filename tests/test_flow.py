@@ -155,7 +155,7 @@ def test_chat_answers_once_from_a_finished_run(tiny_run):
 
 
 def test_tensorboard_event_files_are_kept_with_the_run(tiny_run, tmp_path):
-    from azllm.inspect import fetch_tensorboard
+    from azllm.runs.explore import fetch_tensorboard
 
     run, _ = tiny_run
     dest = fetch_tensorboard(run, tmp_path / "tb")

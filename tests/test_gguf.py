@@ -29,8 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from azllm.export import export_run
-from azllm.gguf import (
+from azllm.export.gguf import (
     GENERATION_TAGS,
     LLAMA3_PRE,
     MODELFILE_STOPS,
@@ -39,6 +38,7 @@ from azllm.gguf import (
     llama_cpp_pre_tokenizer,
     write_gguf,
 )
+from azllm.runs.export import export_run
 from azllm.tokenizer.llama3 import LLAMA3_CHAT_TEMPLATE
 from conftest import REPO_ROOT
 
@@ -70,7 +70,8 @@ def az_documents(shared_data) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_ggufs(tiny_run, tmp_path_factory) -> dict[str, Path]:
     """Every arm of the tiny run exported (bf16 weights) with `--gguf-type bf16`, then q8_0 added."""
-    assert find_gguf_converter() is not None, "llama-cpp-python's converter: python -m azllm.gguf install-converter"
+    assert find_gguf_converter() is not None, \
+        "llama-cpp-python's converter: python -m azllm.export.gguf install-converter"
     root = tmp_path_factory.mktemp("gguf")
     old = os.umask(0o022)
     try:
@@ -235,8 +236,7 @@ def test_unknown_pre_tokenizer_is_refused_nothing_written(tiny_ggufs, tmp_path):
     byte-level split over the replace arm's vocabulary): a sentence naming it; no GGUF, no temp files."""
     from transformers import AutoTokenizer
 
-    from azllm.export import write_export
-    from azllm.runs import PartDirs
+    from azllm.export.model_dir import PartDirs, write_export
 
     src = tiny_ggufs["replace"]
     tok_dir = tmp_path / "tok"

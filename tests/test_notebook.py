@@ -2,7 +2,7 @@
 
     .venv/bin/python -m pytest -q tests/test_notebook.py
 
-The notebook reads the run through the Metaflow client (`azllm.inspect`); the test passes the
+The notebook reads the run through the Metaflow client (`azllm.runs.explore`); the test passes the
 run id in `AZLLM_RUN_ID`, executes every cell with nbclient in a kernel of this interpreter,
 and fails on the first cell error.
 """

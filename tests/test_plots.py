@@ -1,4 +1,4 @@
-"""azllm.plots and azllm.tables: one function per figure and table, no pyplot, no Metaflow.
+"""azllm.report.plots and azllm.report.tables: one function per figure and table, no pyplot, no Metaflow.
 
     .venv/bin/python -m pytest -q tests/test_plots.py
 
@@ -25,14 +25,14 @@ SFT = {"train_loss_history": [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.0}
 
 def test_drawing_switches_no_backend_and_needs_no_metaflow():
     code = ("import sys, matplotlib; before = matplotlib.get_backend(); "
-            "from azllm import plots; plots.plot_bpb({'base': {'v': 1.0}}).savefig('/dev/null', format='png'); "
+            "from azllm.report import plots; plots.plot_bpb({'base': {'v': 1.0}}).savefig('/dev/null', format='png'); "
             "assert matplotlib.get_backend() == before, (before, matplotlib.get_backend()); "
             "assert 'metaflow' not in sys.modules, 'plots imported metaflow'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
 def test_fertility_has_one_bar_per_tokenizer_and_file_in_both_panels():
-    from azllm.plots import plot_fertility
+    from azllm.report.plots import plot_fertility
 
     fig = plot_fertility(FERTILITY)
     fertility, capacity = fig.axes[:2]
@@ -41,7 +41,7 @@ def test_fertility_has_one_bar_per_tokenizer_and_file_in_both_panels():
 
 
 def test_cpt_curves_draw_every_arm_and_phase_with_phase_two_after_phase_one():
-    from azllm.plots import plot_cpt_curves
+    from azllm.report.plots import plot_cpt_curves
 
     loss = plot_cpt_curves(CPT_METRICS).axes[0]
     lines = {line.get_label(): line for line in loss.get_lines()}
@@ -51,7 +51,7 @@ def test_cpt_curves_draw_every_arm_and_phase_with_phase_two_after_phase_one():
 
 
 def test_overview_composes_the_same_panels():
-    from azllm.plots import plot_overview
+    from azllm.report.plots import plot_overview
 
     fig = plot_overview(cpt_metrics=CPT_METRICS, arm_bpb=BPB, fertility=FERTILITY, sft_metrics=SFT,
                         chosen_arm="extend", title="AzLLMFlow/1")
@@ -62,7 +62,7 @@ def test_overview_composes_the_same_panels():
 
 
 def test_tables_from_artifacts():
-    from azllm.tables import bpb_rows, dropped_rows, fertility_summary, logged_steps, throughput_rows
+    from azllm.report.tables import bpb_rows, dropped_rows, fertility_summary, logged_steps, throughput_rows
 
     assert bpb_rows(BPB)[1] == {"model": "extend", "validation": 1.0, "news": 1.1}
     assert list(fertility_summary(FERTILITY).columns) == ["tokenizer", "data", "fertility", "words_per_context"]

@@ -218,11 +218,11 @@ def test_run_preference_builds_pairs_from_the_run_and_resumes(tiny_sft, tmp_path
 def test_method_none_keeps_sft_as_the_shipped_stage():
     """With `[preference] method = "none"` the run holds no preference adapter: export and chat pick the SFT
     adapter exactly as before the stage existed, and the SFT adapter's cache directory keeps its name."""
-    from azllm.export import choose_stage
-    from azllm.runs import RunParts, latest_stage, with_stage
+    from azllm.runs.export import choose_stage
+    from azllm.runs.parts import RunParts, latest_stage, with_stage
 
     parts = RunParts(pathspec="AzLLMFlow/1", arm="extend", chosen_arm="extend", model_ref="m", tokenizer_ref="t",
-                     adapter_ref="sft", data=None, step="end")
+                     adapter_ref="sft", summary=None, step="end")
     assert latest_stage(parts) == "sft" and choose_stage(parts, None) == ("sft", [])
     assert with_stage(parts, "sft") == parts and with_stage(parts, "cpt").adapter_ref is None
     with pytest.raises(ValueError, match="no preference adapter"):

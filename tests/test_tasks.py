@@ -275,10 +275,10 @@ def test_models_with_adapter_card_and_arm_choice(tiny, tmp_path, shared_data):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from azllm.cards import task_components
     from azllm.eval.compare import choose_arm
     from azllm.eval.report import ModelSpec
     from azllm.eval.tasks import evaluate_task_models
+    from azllm.steps.cards import task_components
 
     _, _, model_dir = tiny
     torch.manual_seed(0)

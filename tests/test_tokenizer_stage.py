@@ -15,7 +15,7 @@ from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
 
 from azllm.config import ConfigError, TokenizerConfig
-from azllm.plots import plot_fertility
+from azllm.report.plots import plot_fertility
 from azllm.tokenizer import cli
 from azllm.tokenizer.load import load_tokenizer
 from azllm.tokenizer.metrics import (

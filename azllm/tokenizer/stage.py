@@ -8,7 +8,7 @@
     >>> res.arm_tokenizers["extend"]
 
 Layout of `out_dir`: `bbpe-{size}/` per trained size, `arms/{arm}/` per arm,
-`fertility.csv` and `fertility.json` (the card draws the chart from the table: `azllm.plots`),
+`fertility.csv` and `fertility.json` (the card draws the chart from the table: `azllm.report.plots`),
 measured on each evaluation file's first `cfg.fertility_max_mb` MB (`documents`, `bytes` and
 `capped` columns say on how much).
 """

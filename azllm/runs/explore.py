@@ -2,10 +2,11 @@
 
 Used by `notebooks/inspect_runs.ipynb`; every function takes a `metaflow.Run` (or a run id)
 and returns a pandas DataFrame or a matplotlib figure, so they also work in a plain shell.
-The tables and figures are `azllm.tables` and `azllm.plots`, the same ones the cards show:
+The tables and figures are `azllm.report.tables` and `azllm.report.plots`, the same ones the cards
+show, fed the run's :class:`azllm.report.summary.RunSummary`:
 
-    >>> from azllm import inspect as azi
-    >>> run = azi.get_run()                    # latest successful run, or AZLLM_RUN_ID
+    >>> from azllm.runs import explore as azi
+    >>> run = azi.find_run()                   # $AZLLM_RUN_ID, else the latest successful run
     >>> azi.bpb_table(run)                     # bits per byte, model x evaluation file
     >>> azi.plot_loss_curves(run).savefig("loss.png")
     >>> azi.fetch_tensorboard(run, "tb")       # then: tensorboard --logdir tb
@@ -22,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from azllm import plots
-from azllm.model_card import artifact
-from azllm.tables import (
+from azllm.report import plots
+from azllm.report.summary import RunSummary
+from azllm.report.tables import (
     corpus_rows,
     generations_side_by_side,
     history_frame,
@@ -33,9 +34,9 @@ from azllm.tables import (
     task_score_table,
     throughput_rows,
 )
+from azllm.runs.find import FLOW_NAME, find_run, run_config
 
-FLOW_NAME = "AzLLMFlow"
-RUN_ID_ENV = "AZLLM_RUN_ID"
+
 TENSORBOARD_ARTIFACTS = {"cpt_embeddings": "embeddings_tensorboard", "cpt_full": "full_tensorboard",
                          "sft_lora": "sft_tensorboard", "preference": "preference_tensorboard"}
 """Step -> artifact holding the model reference of that phase's TensorBoard event files."""
@@ -63,33 +64,13 @@ def list_runs(flow: str = FLOW_NAME, limit: int = 20) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def get_run(run_id: str | None = None, flow: str = FLOW_NAME):
-    """The run `run_id` (an id, or `production`: the latest successful run of the production
-    branch), else $AZLLM_RUN_ID, else the latest successful run of `flow`."""
-    from metaflow import Flow, Run, namespace
-
-    from azllm.runs import latest_production_run
-
-    namespace(None)
-    run_id = run_id or os.environ.get(RUN_ID_ENV)
-    if run_id == "production":
-        return latest_production_run()
-    if run_id:
-        return Run(f"{flow}/{run_id}")
-    run = Flow(flow).latest_successful_run
-    if run is None:
-        raise LookupError(f"no successful {flow} run in this datastore; run "
-                          "`python flows/azllm_flow.py --config config configs/tiny.toml run` first")
-    return run
-
-
 def other_run(run: Any, flow: str = FLOW_NAME):
     """$AZLLM_COMPARE_RUN_ID, else the latest successful run other than `run`, else `run` itself."""
     from metaflow import Flow, namespace
 
     run = _as_run(run)
     if os.environ.get("AZLLM_COMPARE_RUN_ID"):
-        return get_run(os.environ["AZLLM_COMPARE_RUN_ID"], flow)
+        return find_run(os.environ["AZLLM_COMPARE_RUN_ID"])
     namespace(None)
     for candidate in Flow(flow).runs():
         if candidate.id != run.id and candidate.successful:
@@ -98,12 +79,13 @@ def other_run(run: Any, flow: str = FLOW_NAME):
 
 
 def _as_run(run: Any):
-    return get_run(run) if isinstance(run, str) or run is None else run
+    return find_run(run) if isinstance(run, str) or run is None else run
 
 
-def _end_data(run: Any):
+def _end_data(run: Any) -> RunSummary:
+    """The run's summary, as its `end` step stored it."""
     run = _as_run(run)
-    return run["end"].task.data
+    return RunSummary.from_artifacts(run["end"].task.data, config=run_config(run))
 
 
 def _preset_of(run: Any) -> str | None:
@@ -113,15 +95,9 @@ def _preset_of(run: Any) -> str | None:
         return None
 
 
-def run_config(run: Any) -> dict[str, Any]:
-    """The resolved preset the run used (the `config` Config, as a plain dict)."""
-    run = _as_run(run)
-    return dict(run["_parameters"].task.data.config)
-
-
 def config_table(run: Any) -> pd.DataFrame:
     """The config flattened to `section.key -> value` rows (easy to read and to diff)."""
-    flat = pd.json_normalize(run_config(run), sep=".").T
+    flat = pd.json_normalize(run_config(_as_run(run)), sep=".").T
     flat.columns = ["value"]
     flat.index.name = "key"
     return flat.reset_index()
@@ -178,7 +154,7 @@ def task_scores_table(run: Any) -> pd.DataFrame:
     (`join_cpt`) and for CPT, SFT and preference (`evaluate`); empty for a run without tasks."""
     data = _end_data(run)
     frames = [task_score_table(rows).assign(step=step) for step, rows in
-              (("join_cpt", artifact(data, "arm_task_scores")), ("evaluate", artifact(data, "task_scores")))
+              (("join_cpt", data.arm_task_scores), ("evaluate", data.task_scores))
               if rows]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -241,7 +217,7 @@ def config_diff(run_a: Any, run_b: Any) -> pd.DataFrame:
 
 
 def _headline_numbers(run) -> dict[str, Any]:
-    data = run["end"].task.data
+    data = _end_data(run)
     out: dict[str, Any] = {"preset": _preset_of(run), "chosen_arm": data.chosen_arm,
                            "train documents": data.data_stats["corpus"].get("train", {}).get("documents")}
     for row in data.fertility:
@@ -254,10 +230,10 @@ def _headline_numbers(run) -> dict[str, Any]:
             if m and not m.get("skipped"):
                 out[f"final loss {arm} {phase}"] = m.get("final_loss")
                 out[f"tokens/s {arm} {phase}"] = m.get("tokens_per_s")
-    for row in (artifact(data, "task_scores") or []):
+    for row in (data.task_scores or []):
         if row.get("primary"):
             out[f"task {row['task']} {row['metric']} / {row['model']}"] = row["value"]
-    sft = data.sft_metrics
+    sft = data.sft_metrics or {}
     out["assistant loss before SFT"] = sft.get("eval_assistant_loss_before")
     out["assistant loss after SFT"] = sft.get("eval_assistant_loss_after")
     return out

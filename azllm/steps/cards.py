@@ -1,4 +1,5 @@
-"""Metaflow card components for each step: the tables of `azllm.tables` and the figures of `azllm.plots`.
+"""Metaflow card components for each step: the tables of `azllm.report.tables` and the figures of
+`azllm.report.plots`.
 
 Each `*_card` function takes plain results (dicts, DataFrames) and returns a list of card
 components, so a step only does `current.card.extend(cpt_card(self.full_metrics, ...))`.
@@ -9,7 +10,7 @@ Offline: Metaflow inlines its JavaScript and CSS in the card HTML and figures ar
 as PNG data URIs, so a card opened from disk needs no network (its CSS asks Google Fonts for
 Roboto; without network the browser falls back to a local sans-serif).
 
-    >>> from azllm.cards import cpt_card
+    >>> from azllm.steps.cards import cpt_card
     >>> components = cpt_card({"history": [{"step": 1, "loss": 9.1, "lr": 1e-3}], "steps": 1},
     ...                       arm="extend", phase="full")
 """
@@ -27,7 +28,8 @@ from typing import Any
 import pandas as pd
 from metaflow.cards import Image, Markdown, ProgressBar, Table
 
-from azllm import plots, tables
+from azllm.report import plots, tables
+from azllm.report.summary import RunSummary
 
 MAX_CELL_CHARS = 400
 """Generated texts longer than this are cut in card tables (the artifact keeps them whole)."""
@@ -122,12 +124,11 @@ def task_components(rows: list[dict[str, Any]] | None, title: str) -> list:
             _figure(plots.plot_task_scores(rows), "tasks")]
 
 
-def quality_components(flow: Any) -> list:
+def quality_components(summary: RunSummary) -> list:
     """A plain warning when the chosen model is demo-scale (a few optimizer steps)."""
     from azllm.eval.quality import run_quality_verdict
 
-    cpt_metrics = getattr(flow, "cpt_metrics", None) or {}
-    verdict = run_quality_verdict(cpt_metrics.get(flow.chosen_arm), getattr(flow, "sft_metrics", None))
+    verdict = run_quality_verdict((summary.cpt_metrics or {}).get(summary.chosen_arm), summary.sft_metrics)
     return [Markdown(f"> **{verdict.message}**")] if verdict.demo_scale else []
 
 
@@ -254,44 +255,37 @@ def eval_card(report: Any) -> list:
     return out
 
 
-def summary_card(flow: Any, run_id: str | None = None) -> list:
-    """end: the whole story on one page, from data to the chat assistant (and the exported model)."""
-    metrics = getattr(flow, "metrics", None) or {}
-    sft = getattr(flow, "sft_metrics", None) or {}
+def summary_card(summary: RunSummary, run_id: str | None = None, *, exported: bool = False) -> list:
+    """end: the whole story on one page, from data to the chat assistant (and the exported model, when `exported`)."""
+    metrics = summary.metrics or {}
+    sft = summary.sft_metrics or {}
+    bpb = summary.arm_bpb or {}
     out: list = [Markdown(
-        f"# azllm run summary\nPreset **{_preset_name(flow)}**. Chosen CPT arm: **{flow.chosen_arm}**. "
-        + _headline(flow.arm_bpb, metrics, sft))] + quality_components(flow)
-    out += [Markdown("## 1. Data"), corpus_table(flow.data_stats)]
-    out += [Markdown("## 2. Tokenizers (fertility, tokens per word)")] + fertility_components(flow.fertility)
-    cpt_metrics = getattr(flow, "cpt_metrics", None)
+        f"# azllm run summary\nPreset **{summary.preset_name}**. Chosen CPT arm: **{summary.chosen_arm}**. "
+        + _headline(bpb, metrics, sft))] + quality_components(summary)
+    out += [Markdown("## 1. Data"), corpus_table(summary.data_stats or {})]
+    out += [Markdown("## 2. Tokenizers (fertility, tokens per word)")] + fertility_components(summary.fertility or [])
+    cpt_metrics = summary.cpt_metrics
     if cpt_metrics:
         out += [Markdown("## 3. Continued pre-training (dashed: phase 1, embeddings only)"),
                 cpt_curves(cpt_metrics), throughput_table(cpt_metrics)]
     out += ([Markdown("## 4. Bits per byte: base vs arms")]
-            + arm_comparison_components(flow.arm_bpb, getattr(flow, "arm_token_stats", None), cpt_metrics)
-            + bpb_components(flow.arm_bpb))
+            + arm_comparison_components(bpb, summary.arm_token_stats, cpt_metrics)
+            + bpb_components(bpb))
     if sft:
         out += [Markdown("## 5. LoRA SFT")] + sft_components(sft)
     if metrics:
         out += [Markdown("## 6. Evaluation: base vs CPT vs SFT"), _table(tables.metrics_rows(metrics))]
-    generations = getattr(flow, "generations", None)
-    if generations:
-        out += [Markdown("## 7. Generations side by side (greedy)")] + generations_components(generations)
-    if run_id and getattr(flow, "export_model", None):
-        from azllm.model_card import export_markdown
+    if summary.generations:
+        out += [Markdown("## 7. Generations side by side (greedy)")] + generations_components(summary.generations)
+    if run_id and exported:
+        from azllm.report.model_card import export_markdown
 
-        out.append(Markdown(export_markdown(run_id, flow)))
+        out.append(Markdown(export_markdown(run_id, summary)))
     out.append(Markdown("## Look further\n`python flows/azllm_flow.py card view STEP` for any step; "
                         "`notebooks/inspect_runs.ipynb` for curves and run comparisons; "
-                        "`azllm.inspect.fetch_tensorboard(run, dest)` then `tensorboard --logdir dest`."))
+                        "`azllm.runs.explore.fetch_tensorboard(run, dest)` then `tensorboard --logdir dest`."))
     return out
-
-
-def _preset_name(flow: Any) -> str:
-    try:
-        return str(flow.config.name)
-    except Exception:  # noqa: BLE001 - the summary must render even without a config
-        return "?"
 
 
 def _headline(bpb: dict[str, dict[str, float]], metrics: dict, sft: dict) -> str:

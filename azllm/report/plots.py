@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from azllm.tables import history_frame
+from azllm.report.tables import history_frame
 from azllm.tokenizer.metrics import CONTEXT_TOKENS
 
 PHASE_STYLE = {"embeddings": "--", "full": "-"}

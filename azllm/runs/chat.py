@@ -35,7 +35,8 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None, stag
     `stage`'s (`preference`, `sft`; `cpt` = none), by default the last the run has (the preference stage's
     when it ran, else SFT's)."""
     from azllm.eval.quality import run_quality_verdict
-    from azllm.runs import fetch_parts, find_run, latest_stage, run_parts, with_stage
+    from azllm.runs.find import find_run
+    from azllm.runs.parts import fetch_parts, latest_stage, run_parts, with_stage
 
     parts = run_parts(find_run(run_id))
     stage = stage or latest_stage(parts)
@@ -43,9 +44,7 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None, stag
         raise ValueError(f"--stage preference: run {parts.pathspec} has no preference adapter (its [preference] "
                          "method was \"none\", or the preference step did not finish); use --stage sft")
     dirs = fetch_parts(with_stage(parts, stage), cache_root)
-    data = parts.data
-    quality = run_quality_verdict((getattr(data, "cpt_metrics", None) or {}).get(parts.arm),
-                                  getattr(data, "sft_metrics", None))
+    quality = run_quality_verdict((parts.summary.cpt_metrics or {}).get(parts.arm), parts.summary.sft_metrics)
     return ChatModel(model_dir=dirs.model, tokenizer_dir=dirs.tokenizer, adapter_dir=dirs.adapter,
                      quality=quality)
 

@@ -1,9 +1,9 @@
 """GGUF for llama.cpp and Ollama: an exported directory converted by llama.cpp's own converter.
 
-    from azllm.gguf import write_gguf
+    from azllm.export.gguf import write_gguf
     write_gguf(export_dir, "q8_0", dtype="bfloat16")   # export_dir/model-q8_0.gguf + export_dir/Modelfile
 
-    python -m azllm.gguf install-converter              # copy llama.cpp's converter out of the installed
+    python -m azllm.export.gguf install-converter              # copy llama.cpp's converter out of the installed
                                                         # llama-cpp-python's source release (the Makefile does)
 
 Why not just run `convert_hf_to_gguf.py DIR`: llama.cpp names a BPE pre-tokenizer (`tokenizer.ggml.pre`)
@@ -54,7 +54,7 @@ LLAMA3_PRE = "llama-bpe"
 MODELFILE_STOPS = ("<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>", "<|end_of_text|>")
 
 GGUF_HOWTO = (f"llama.cpp's converter ({GGUF_SCRIPT}) is not installed. Get it with\n"
-              f"  pip install {LLAMA_CPP_PACKAGE}=={LLAMA_CPP_PIN} && python -m azllm.gguf install-converter\n"
+              f"  pip install {LLAMA_CPP_PACKAGE}=={LLAMA_CPP_PIN} && python -m azllm.export.gguf install-converter\n"
               "(builds llama.cpp once, minutes; then copies the converter out of its source release), or\n"
               "  git clone https://github.com/ggml-org/llama.cpp\n"
               "  pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt\n"
@@ -364,7 +364,7 @@ def write_modelfile(model_dir: Path, gguf_file: str) -> Path:
 
 def _main(argv: list[str]) -> int:
     if argv != ["install-converter"]:
-        print("usage: python -m azllm.gguf install-converter", file=sys.stderr)
+        print("usage: python -m azllm.export.gguf install-converter", file=sys.stderr)
         return 2
     install_converter()
     return 0

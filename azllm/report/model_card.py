@@ -1,12 +1,10 @@
 """The exported model's `README.md`: a Hugging Face model card written from a run's artifacts.
 
-    >>> from azllm.model_card import model_card
-    >>> text = model_card(run["end"].task.data, config=run_config(run), pathspec=run.pathspec,
-    ...                   arm="extend", stage="sft", dtype="bfloat16")
+    >>> from azllm.report.model_card import model_card
+    >>> text = model_card(summary, pathspec=run.pathspec, arm="extend", stage="sft", dtype="bfloat16")
 
-`data` is anything with the flow's artifacts as attributes (the `end` step's `self`, or a
-task's `.data`): `data_stats`, `fertility`, `arm_bpb`, `cpt_metrics`, `sft_metrics`,
-`metrics`, `generations`; the ones a failed run lacks are left out of the card.
+`summary` is the run's :class:`azllm.report.summary.RunSummary`; what a failed run lacks
+(None there) is left out of the card.
 The front matter follows https://huggingface.co/docs/hub/model-cards (license, language,
 base_model, tags), written by hand because it is a handful of plain keys.
 """
@@ -15,6 +13,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+from azllm.report.summary import RunSummary
+from azllm.report.tables import metrics_rows
 
 BASE_MODELS = {"smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
 """azllm's builtin model names -> (hub id, license)."""
@@ -87,14 +88,6 @@ def md_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def artifact(data: Any, name: str) -> Any:
-    """An artifact a run may lack (an older run, or a preset without that stage): None then."""
-    try:
-        return getattr(data, name)
-    except (AttributeError, KeyError):
-        return None
-
-
 def _data_section(stats: dict[str, Any] | None) -> str:
     if not stats:
         return ""
@@ -151,8 +144,6 @@ def _training_section(config: dict[str, Any], cpt_metrics: dict | None, sft_metr
 
 
 def _results_section(arm_bpb: dict | None, metrics: dict | None, generations: list | None) -> str:
-    from azllm.tables import metrics_rows
-
     text = ""
     if arm_bpb:
         text += ("## Bits per byte: base vs arms\n\nSame bytes for every model (tokenizer-independent; lower is "
@@ -184,10 +175,11 @@ def _tasks_section(arm_rows: list | None, rows: list | None) -> str:
     return text
 
 
-def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, stage: str, dtype: str,
+def model_card(summary: RunSummary, *, pathspec: str, arm: str, stage: str, dtype: str,
                branch: str | None = None, notes: list[str] | tuple[str, ...] = ()) -> str:
     """The README.md text of an export of `arm` (stage `preference` = the preference stage's adapter merged,
     `sft` = the SFT adapter merged, `cpt` = CPT only)."""
+    config = summary.config
     name = config["model"]["name"]
     hub_id, _ = base_model_id(name)
     what = {"sft": "CPT + LoRA SFT (merged)", "cpt": "CPT only (no SFT adapter)",
@@ -200,33 +192,23 @@ def model_card(data: Any, *, config: dict[str, Any], pathspec: str, arm: str, st
              USAGE,
              f"## Base model\n\n`{name}`" + (f" ([{hub_id}](https://huggingface.co/{hub_id}))" if hub_id else
                                               " (a seeded random Llama: a test model, not for use)") + "\n",
-             _tokenizer_section(config, arm, artifact(data, "fertility")),
-             _data_section(artifact(data, "data_stats")),
-             _training_section(config, artifact(data, "cpt_metrics"), artifact(data, "sft_metrics"), stage,
-                               artifact(data, "preference_metrics")),
+             _tokenizer_section(config, arm, summary.fertility),
+             _data_section(summary.data_stats),
+             _training_section(config, summary.cpt_metrics, summary.sft_metrics, stage, summary.preference_metrics),
              f"Stage shipped: **{stage}** ({what}).\n",
-             _results_section(artifact(data, "arm_bpb"), artifact(data, "metrics"), artifact(data, "generations")),
-             _tasks_section(artifact(data, "arm_task_scores"), artifact(data, "task_scores")),
+             _results_section(summary.arm_bpb, summary.metrics, summary.generations),
+             _tasks_section(summary.arm_task_scores, summary.task_scores),
              f"## Provenance\n\nMetaflow pathspec `{pathspec}`; read it with "
              f"`metaflow.Run(\"{pathspec}\")`" + (f", project `azllm`, branch `{branch}`" if branch else "")
-             + f". Chosen arm of the run: `{artifact(data, 'chosen_arm')}`.\n"]
+             + f". Chosen arm of the run: `{summary.chosen_arm}`.\n"]
     return "\n".join(p for p in parts if p)
 
 
-def run_tags(flow: Any) -> list[str]:
-    """`azllm.model:<arm>` and `azllm.bpb:<chosen arm's validation BPB>` (4 decimals)."""
-    tags = [f"azllm.model:{flow.chosen_arm}"]
-    bpb = (flow.arm_bpb.get(flow.chosen_arm) or {}).get("validation")
-    if bpb is not None:
-        tags.append(f"azllm.bpb:{bpb:.4f}")
-    return tags
-
-
-def export_markdown(run_id: str, flow: Any) -> str:
+def export_markdown(run_id: str, summary: RunSummary) -> str:
     """A few Markdown lines for the summary card or a notebook: what was exported and how to get it."""
-    tags = ", ".join(f"`{t}`" for t in run_tags(flow))
-    stage = "preference-stage" if getattr(flow, "preference_adapter", None) is not None else "SFT"
-    return (f"## Exported model\nThe chosen arm **{flow.chosen_arm}** with the {stage} adapter merged (bf16, model "
-            f"card included) is the `export_model` reference; run tags {tags}.\n"
+    tags = ", ".join(f"`{t}`" for t in summary.tags())
+    stage = "preference-stage" if summary.preference_adapter is not None else "SFT"
+    return (f"## Exported model\nThe chosen arm **{summary.chosen_arm}** with the {stage} adapter merged (bf16, "
+            f"model card included) is the `export_model` reference; run tags {tags}.\n"
             f"`azllm export --run {run_id} --out DIR` writes it again (`--dtype`, `--arm`, `--stage`, `--push "
             "s3://...`, `--gguf`); `azllm export --run production` takes the latest production-branch run.")
