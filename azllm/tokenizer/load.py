@@ -76,12 +76,16 @@ def load_tokenizer(name_or_dir: str | Path) -> PreTrainedTokenizerFast:
 
 def tokenizer_differences(a, b) -> list[str]:
     """What differs between two loaded fast tokenizers, as short phrases (empty = the same tokenizer):
-    vocabulary, merges, added tokens, special tokens, chat template."""
+    vocabulary, merges, the pipeline around them (normalizer, pre-tokenizer, post-processor, decoder),
+    added tokens, special tokens, chat template. Equal means equal token ids for every text."""
     import json
 
-    model_a, model_b = (json.loads(t.backend_tokenizer.to_str())["model"] for t in (a, b))
+    backend_a, backend_b = (json.loads(t.backend_tokenizer.to_str()) for t in (a, b))
+    pipeline = ("normalizer", "pre_tokenizer", "post_processor", "decoder")
     checks = {"vocabulary": (a.get_vocab(), b.get_vocab()),
-              "merges": (model_a.get("merges"), model_b.get("merges")),
+              "merges": (backend_a["model"].get("merges"), backend_b["model"].get("merges")),
+              "normalizer/pre-tokenizer/post-processor/decoder": ([backend_a.get(k) for k in pipeline],
+                                                                  [backend_b.get(k) for k in pipeline]),
               "added tokens": ({k: str(v) for k, v in a.added_tokens_decoder.items()},
                                {k: str(v) for k, v in b.added_tokens_decoder.items()}),
               "special tokens": (a.special_tokens_map, b.special_tokens_map),
