@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from azllm.config import load_pipeline_config
+from azllm.data.layout import TRAIN, VALIDATION, PreparedData
 from azllm.data.packing import pack_corpus
 from azllm.model.load import materialize_base_model
 from azllm.tokenizer.stage import run_tokenizer_stage
@@ -36,10 +37,13 @@ def main() -> None:
     cpt = cfg.cpt
     work = Path(tempfile.mkdtemp(prefix="budget-steps-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)  # models and blocks: GBs
+    data = work / "data"  # a prepared-data directory (azllm.data.layout): the corpus is train and validation
+    data.mkdir()
+    for name in (TRAIN, VALIDATION):
+        (data / name).symlink_to(args.corpus.resolve())
     stage = run_tokenizer_stage(dataclasses.replace(cfg.tokenizer, sweep=()),
                                 base_tokenizer=cfg.model.tokenizer or cfg.model.name, arms=cpt.arms,
-                                train_path=args.corpus, eval_paths={"corpus": args.corpus},
-                                out_dir=work / "tokenizers")
+                                data=PreparedData.at(data), out_dir=work / "tokenizers")
 
     def tokens(tokenizer_dir: Path) -> int:
         return pack_corpus(args.corpus, tokenizer_dir, block_size=cpt.block_size, num_proc=cpt.tokenize_num_proc,

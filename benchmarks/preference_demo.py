@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from azllm.config import load_pipeline_config, resolve_path
+from azllm.data.layout import PreparedData
 from azllm.data.sft import prepare_sft, read_chat_messages
 from azllm.eval.generation import aggregate_repetition
 from azllm.eval.load import load_model_and_tokenizer
@@ -63,8 +64,8 @@ def main() -> None:
     cfg = load_pipeline_config(resolve_path(args.preset))
     pref = cfg.preference if args.method is None else dataclasses.replace(cfg.preference, method=args.method)
     work = Path(args.work)
-    data = prepare_sft(cfg.data, work / "data") if not (work / "data" / "sft_train.jsonl").exists() else None
-    train, validation = work / "data" / "sft_train.jsonl", work / "data" / "sft_validation.jsonl"
+    prepared = PreparedData(data_dir=work / "data")
+    data = prepare_sft(cfg.data, work / "data") if not prepared.sft_train.exists() else None
     base_dir = materialize_base_model(cfg.model)
     tok_dir, model_dir = work / "tokenizer", work / "model"
     if not (model_dir / "config.json").exists():  # the baseline arm: base vocabulary + Llama 3 chat specials
@@ -72,20 +73,20 @@ def main() -> None:
         model = load_model(base_dir)
         model.resize_token_embeddings(len(load_tokenizer(tok_dir)), mean_resizing=True)
         model.save_pretrained(model_dir)
+        load_tokenizer(tok_dir).save_pretrained(model_dir)  # a model directory holds its tokenizer
     sft_out = work / "sft"
     if not (sft_out / "adapter" / "adapter_config.json").exists():
         t0 = time.monotonic()
-        run_sft(cfg.sft, model_dir=model_dir, tokenizer_dir=tok_dir, train_path=train, validation_path=validation,
-                out_dir=sft_out)
+        run_sft(cfg.sft, model_dir=model_dir, data=prepared, out_dir=sft_out)
         print(json.dumps({"what": "sft", "seconds": round(time.monotonic() - t0, 1),
                           "records": data.stats["train"]["records"] if data else None}), flush=True)
 
-    questions = read_chat_messages(validation)
+    questions = read_chat_messages(prepared.sft_validation)
     before = answer_figures(model_dir, tok_dir, sft_out / "adapter", questions, cfg.eval.max_new_tokens)
     print(json.dumps({"model": "sft", **before}), flush=True)
     t0, cpu0 = time.monotonic(), time.process_time()
-    result = run_preference(pref, model_dir=model_dir, tokenizer_dir=tok_dir, adapter_dir=sft_out / "adapter",
-                            train_path=train, out_dir=work / f"preference-{pref.method}")
+    result = run_preference(pref, model_dir=model_dir, adapter_dir=sft_out / "adapter", data=prepared,
+                            out_dir=work / f"preference-{pref.method}")
     seconds, cpu_seconds = time.monotonic() - t0, time.process_time() - cpu0
     keep = {k: v for k, v in result.metrics.items() if k not in ("train_history", "skipped_examples")}
     print(json.dumps({"what": f"preference:{pref.method}", "stage_seconds": round(seconds, 1),

@@ -66,7 +66,7 @@ class AzLLMFlow(FlowSpec):
     def plan_data(self):
         """Check the chat records; filter the evaluation text; cut the corpus into shards, the shards into one
         group per data worker."""
-        from azllm.data.pipeline import plan_all
+        from azllm.data.stage import plan_all
         from azllm.steps.step import begin_step, save_dir
 
         cfg = begin_step(self.config)
@@ -94,7 +94,7 @@ class AzLLMFlow(FlowSpec):
     @step
     def join_data(self, inputs):
         """Exact and near dedup across all groups, mixing, validation split; chat records."""
-        from azllm.data.pipeline import join_all
+        from azllm.data.stage import join_all
         from azllm.steps.artifacts import save_prepared_data
         from azllm.steps.cards import data_card
         from azllm.steps.step import begin_step, save_dir
@@ -113,18 +113,18 @@ class AzLLMFlow(FlowSpec):
     @step
     def train_tokenizer(self):
         """Train the BBPE tokenizer(s), build one tokenizer per CPT arm, measure fertility."""
-        from azllm.data.pipeline import eval_files
-        from azllm.steps.artifacts import CORPUS_FILE, base_tokenizer_name
+        from azllm.data.layout import PreparedData
+        from azllm.steps.artifacts import base_tokenizer_name
         from azllm.steps.cards import tokenizer_card
         from azllm.steps.step import begin_step, save_dir
         from azllm.tokenizer.stage import run_tokenizer_stage
 
         cfg = begin_step(self.config)
-        data_dir, corpus_dir = Path(current.model.loaded["data"]), Path(current.model.loaded["corpus"])
+        data = PreparedData(data_dir=Path(current.model.loaded["data"]),
+                            corpus_dir=Path(current.model.loaded["corpus"]))
         with save_dir("tokenizers") as out:
             result = run_tokenizer_stage(cfg.tokenizer, base_tokenizer=base_tokenizer_name(cfg.model),
-                                         arms=cfg.cpt.arms, train_path=corpus_dir / CORPUS_FILE,
-                                         eval_paths=eval_files(data_dir), out_dir=out)
+                                         arms=cfg.cpt.arms, data=data, out_dir=out)
             self.fertility = result.table
             self.tokenizers = {arm: current.model.save(str(path), label=f"tokenizer_{arm}", storage_format="files")
                                for arm, path in result.arm_tokenizers.items()}
@@ -138,14 +138,14 @@ class AzLLMFlow(FlowSpec):
         """One CPT arm, on CPU: tokenize and pack the corpus once; phase 1 then runs on as many
         nodes as the compute profile gives it, each loading only these blocks."""
         from azllm.compute.distributed import num_nodes
-        from azllm.steps.artifacts import CORPUS_FILE
+        from azllm.data.layout import PreparedData
         from azllm.steps.step import begin_step
         from azllm.train.arms import pack_arm_corpus
 
         cfg = begin_step(self.config)
         self.arm = self.input
         corpus = pack_arm_corpus(cfg, tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
-                                 train_path=Path(current.model.loaded["corpus"]) / CORPUS_FILE)
+                                 data=PreparedData(corpus_dir=Path(current.model.loaded["corpus"])))
         self.pack_stats = corpus.stats()
         self.packed = current.model.save(str(corpus.directory), label=f"packed_{self.arm}", storage_format="files")
         self.next(self.cpt_embeddings, num_parallel=num_nodes(cfg.compute, "cpt_embeddings"))
@@ -247,9 +247,11 @@ class AzLLMFlow(FlowSpec):
     @step
     def join_cpt(self, inputs):
         """Bits per byte of the base model and of every arm on the same bytes; choose the arm."""
+        from azllm.data.layout import PreparedData
         from azllm.eval.compare import compare_arms
         from azllm.steps.cards import arms_card
         from azllm.steps.step import begin_step
+        from azllm.tokenizer.load import check_model_tokenizer
 
         cfg = begin_step(self.config)
         self.merge_artifacts(inputs, include=["data", "data_stats", "tokenizers", "fertility", "environment_info"])
@@ -257,9 +259,11 @@ class AzLLMFlow(FlowSpec):
         self.cpt_layouts = {inp.arm: inp.cpt_layouts for inp in inputs}
         self.cpt_metrics = {inp.arm: {"embeddings": inp.embeddings_metrics, "full": inp.full_metrics}
                             for inp in inputs}
-        arm_dirs = {arm: (Path(current.model.load(ref)), Path(current.model.load(self.tokenizers[arm])))
-                    for arm, ref in self.cpt_models.items()}
-        comparison = compare_arms(cfg, arm_dirs=arm_dirs, data_dir=Path(current.model.load(self.data)))
+        arm_models = {arm: Path(current.model.load(ref)) for arm, ref in self.cpt_models.items()}
+        for arm, model_dir in arm_models.items():  # from here on a model directory is its own tokenizer
+            check_model_tokenizer(model_dir, Path(current.model.load(self.tokenizers[arm])), what=f"arm {arm!r}")
+        comparison = compare_arms(cfg, arm_models=arm_models,
+                                  data=PreparedData(data_dir=Path(current.model.load(self.data))))
         self.arm_bpb = comparison.bpb
         self.arm_token_stats = comparison.token_stats
         self.arm_task_scores = comparison.task_scores  # [eval] tasks of base and every arm (lm-eval)
@@ -273,18 +277,16 @@ class AzLLMFlow(FlowSpec):
     @step
     def sft_lora(self):
         """LoRA SFT of the chosen arm into a chat assistant, loss on assistant tokens only."""
+        from azllm.data.layout import PreparedData
         from azllm.steps.artifacts import store_tensorboard, trainer_checkpoints
         from azllm.steps.cards import sft_card
         from azllm.steps.step import begin_step, save_dir
         from azllm.train.sft import run_sft
 
         cfg = begin_step(self.config)
-        data_dir = Path(current.model.loaded["data"])
         with save_dir("sft") as out:
             result = run_sft(cfg.sft, model_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
-                             tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
-                             train_path=data_dir / "sft_train.jsonl",
-                             validation_path=data_dir / "sft_validation.jsonl", out_dir=out,
+                             data=PreparedData(data_dir=Path(current.model.loaded["data"])), out_dir=out,
                              **trainer_checkpoints("sft"))
             self.sft_metrics = result.metrics
             self.sft_adapter = current.model.save(str(result.adapter_dir), label="sft_adapter",
@@ -299,6 +301,7 @@ class AzLLMFlow(FlowSpec):
     @step
     def preference(self):
         """Optional: DPO or GRPO on the SFT adapter ([preference] method); `none` passes through, storing nothing."""
+        from azllm.data.layout import PreparedData
         from azllm.steps.artifacts import store_tensorboard, trainer_checkpoints
         from azllm.steps.cards import preference_card
         from azllm.steps.step import begin_step, save_dir
@@ -309,9 +312,8 @@ class AzLLMFlow(FlowSpec):
             with save_dir("preference") as out:
                 result = run_preference(cfg.preference,
                                         model_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
-                                        tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
                                         adapter_dir=Path(current.model.load(self.sft_adapter)),
-                                        train_path=Path(current.model.loaded["data"]) / "sft_train.jsonl",
+                                        data=PreparedData(data_dir=Path(current.model.loaded["data"])),
                                         out_dir=out, **trainer_checkpoints("preference"))
                 self.preference_metrics = result.metrics
                 self.preference_adapter = current.model.save(str(result.adapter_dir), label="preference_adapter",
@@ -327,6 +329,7 @@ class AzLLMFlow(FlowSpec):
     @step
     def evaluate(self):
         """Base vs CPT vs SFT (vs preference) side by side: BPB, generations, repetition, chrF, assistant loss."""
+        from azllm.data.layout import PreparedData
         from azllm.eval.pipeline import evaluate_run
         from azllm.steps.artifacts import load_optional
         from azllm.steps.cards import eval_card
@@ -335,9 +338,8 @@ class AzLLMFlow(FlowSpec):
         cfg = begin_step(self.config)
         with save_dir("eval") as out:
             report = evaluate_run(cfg, cpt_dir=Path(current.model.load(self.cpt_models[self.chosen_arm])),
-                                  tokenizer_dir=Path(current.model.load(self.tokenizers[self.chosen_arm])),
                                   adapter_dir=Path(current.model.load(self.sft_adapter)),
-                                  data_dir=Path(current.model.loaded["data"]), out_dir=out,
+                                  data=PreparedData(data_dir=Path(current.model.loaded["data"])), out_dir=out,
                                   preference_adapter_dir=load_optional(self, "preference_adapter"))
             self.metrics = report.metrics
             self.generations = report.generations

@@ -484,7 +484,7 @@ from azllm.compute.mutator import compute_from_profile
 class BoundaryFlow(FlowSpec):
     @step
     def start(self):
-        from azllm.data.pipeline import plan_all
+        from azllm.data.stage import plan_all
         from azllm.config import DataConfig
 
         plan_all(DataConfig(sft_train="/no/such/sft.jsonl"), "/tmp/unused-plan", 1)

@@ -29,6 +29,7 @@ from azllm.config import (
     PipelineConfig,
     parse_config_text,
 )
+from azllm.data.layout import PreparedData
 from azllm.train.arms import (
     ArmCorpus,
     load_arm_corpus,
@@ -195,9 +196,9 @@ def _corpus_tokens(model_dir: Path) -> int:
 def bytes_runs(recipe_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("budget")
     cfg = _pipeline(recipe_models, "bytes")
-    train_path = recipe_models["data"] / "train.jsonl"
+    data = PreparedData(corpus_dir=recipe_models["data"])
     return {arm: train_full_phase(cfg, init_dir=recipe_models[arm], out_dir=tmp / arm,
-                                  corpus=pack_arm_corpus(cfg, tokenizer_dir=recipe_models[arm], train_path=train_path))
+                                  corpus=pack_arm_corpus(cfg, tokenizer_dir=recipe_models[arm], data=data))
             for arm in ("baseline", "replace")}
 
 

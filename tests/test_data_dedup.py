@@ -15,7 +15,8 @@ import pytest
 
 from azllm.config import DataConfig, QualityConfig
 from azllm.data.corpus import prepare_corpus
-from azllm.data.mix import DocRef, train_order
+from azllm.data.dedup import DocRef
+from azllm.data.mix import train_order
 from azllm.data.readers import iter_jsonl_texts
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

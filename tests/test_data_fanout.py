@@ -18,9 +18,9 @@ import pytest
 from azllm.config import DataConfig
 from azllm.data.corpus import join_corpus, plan_corpus, prepare_group
 from azllm.data.groups import split_groups
-from azllm.data.pipeline import prepare_all
 from azllm.data.shard_worker import drop_reason
 from azllm.data.shards import Shard
+from azllm.data.stage import prepare_all
 
 SLICE_LINES = 240
 """Lines of the real corpus in the slice: a few seconds through every filter on one core."""

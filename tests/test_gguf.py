@@ -234,13 +234,12 @@ def test_tokenizer_train_output_has_ordinary_permissions(tmp_path):
 def test_unknown_pre_tokenizer_is_refused_nothing_written(tiny_ggufs, tmp_path):
     """A tokenizer whose pre-tokenizer is not Llama 3's and that llama.cpp's table does not know (GPT-2's
     byte-level split over the replace arm's vocabulary): a sentence naming it; no GGUF, no temp files."""
-    from transformers import AutoTokenizer
+    import shutil
 
     from azllm.export.model_dir import PartDirs, write_export
 
-    src = tiny_ggufs["replace"]
-    tok_dir = tmp_path / "tok"
-    AutoTokenizer.from_pretrained(str(src)).save_pretrained(str(tok_dir))
+    tok_dir = tmp_path / "model"  # the model directory carries its tokenizer
+    shutil.copytree(tiny_ggufs["replace"], tok_dir, ignore=shutil.ignore_patterns("*.gguf"))
     data = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
     data["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     (tok_dir / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
@@ -248,9 +247,9 @@ def test_unknown_pre_tokenizer_is_refused_nothing_written(tiny_ggufs, tmp_path):
     assert pre is None and "pre_tokenizer is" in diffs[0] and "ByteLevel" in diffs[0]
     out = tmp_path / "refused"
     with pytest.raises(ValueError, match=r"does not know this tokenizer's pre-tokenizer.*ByteLevel.*without --gguf"):
-        write_export(PartDirs(model=src, tokenizer=tok_dir, adapter=None), out, dtype="bfloat16", card="x\n",
+        write_export(PartDirs(model=tok_dir, adapter=None), out, dtype="bfloat16", card="x\n",
                      gguf_type="bf16")
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_q4_k_m_uses_llamas_quantizer_or_says_how_to_get_it(tiny_ggufs, tmp_path):

@@ -321,18 +321,19 @@ def test_sft_on_gpu_without_a_launcher(tmp_path, monkeypatch):
     from test_sft import SFT_DIR, build_tiny_llama, build_tiny_tokenizer
 
     from azllm.config import LoraConfig, SftConfig
+    from azllm.data.layout import PreparedData
     from azllm.train.sft import run_sft
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     tokenizer = build_tiny_tokenizer(tmp_path / "tokenizer")
     build_tiny_llama(tmp_path / "model", len(tokenizer))
+    tokenizer.save_pretrained(tmp_path / "model")  # a model directory holds its tokenizer
+    data = PreparedData(data_dir=tmp_path)
     lines = (SFT_DIR / "train.jsonl").read_text(encoding="utf-8").splitlines()
-    (tmp_path / "train.jsonl").write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")
-    (tmp_path / "val.jsonl").write_text("\n".join(lines[8:12]) + "\n", encoding="utf-8")
+    data.sft_train.write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")
+    data.sft_validation.write_text("\n".join(lines[8:12]) + "\n", encoding="utf-8")
     cfg = SftConfig(max_steps=4, max_length=256, lr=1e-2, micro_batch_size=4, lora=LoraConfig(rank=4, alpha=8.0))
-    result = run_sft(cfg, model_dir=tmp_path / "model", tokenizer_dir=tmp_path / "tokenizer",
-                     train_path=tmp_path / "train.jsonl", validation_path=tmp_path / "val.jsonl",
-                     out_dir=tmp_path / "out")
+    result = run_sft(cfg, model_dir=tmp_path / "model", data=data, out_dir=tmp_path / "out")
     assert result.metrics["eval_assistant_loss_after"] < result.metrics["eval_assistant_loss_before"]
 
 

@@ -17,6 +17,7 @@ import torch
 from test_sft import SFT_DIR, build_tiny_llama, build_tiny_tokenizer
 
 from azllm.config import ConfigError, PreferenceConfig, load_pipeline_config
+from azllm.data.layout import PreparedData
 from azllm.data.preference import read_preference_pairs
 from azllm.data.readers import DataError
 from azllm.data.sft import read_chat_messages
@@ -86,6 +87,7 @@ def tiny_sft(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_pref")
     tokenizer = build_tiny_tokenizer(root / "tokenizer")
     build_tiny_llama(root / "model", len(tokenizer))
+    tokenizer.save_pretrained(root / "model")  # a model directory holds its tokenizer
     torch.manual_seed(1)
     base = _load(root / "model")
     peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
@@ -186,15 +188,16 @@ def test_grpo_steps_change_exactly_the_adapter_and_log_each_reward(tiny_sft, tmp
 
 
 def test_run_preference_builds_pairs_from_the_run_and_resumes(tiny_sft, tmp_path):
-    model_dir, tokenizer_dir, adapter_dir, _ = tiny_sft
-    train_path = tmp_path / "sft_train.jsonl"
+    model_dir, _, adapter_dir, _ = tiny_sft
+    data = PreparedData(data_dir=tmp_path)
+    train_path = data.sft_train
     lines = (SFT_DIR / "train.jsonl").read_text(encoding="utf-8").splitlines()
     train_path.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
     cfg = PreferenceConfig(method="dpo", max_steps=2, save_steps=1, micro_batch_size=2, lr=1e-3,
                            max_prompt_length=128, max_completion_length=16, pair_margin=20.0)
     saved = []
-    result = run_preference(cfg, model_dir=model_dir, tokenizer_dir=tokenizer_dir, adapter_dir=adapter_dir,
-                            train_path=train_path, out_dir=tmp_path / "out", on_checkpoint=saved.append)
+    result = run_preference(cfg, model_dir=model_dir, adapter_dir=adapter_dir, data=data, out_dir=tmp_path / "out",
+                            on_checkpoint=saved.append)
     m = result.metrics
     # a random model's samples are never Azerbaijani near the reference: every prompt gives a pair
     assert m["pairs_source"] == "run" and m["num_pairs"] + sum(m["skipped"].values()) == 6
@@ -209,8 +212,8 @@ def test_run_preference_builds_pairs_from_the_run_and_resumes(tiny_sft, tmp_path
     assert [p.name for p in saved] == ["checkpoint-1", "checkpoint-2"]
     assert m["global_step"] == 2 and [h["step"] for h in m["train_history"] if "loss" in h] == [1, 2]
 
-    resumed = run_preference(cfg, model_dir=model_dir, tokenizer_dir=tokenizer_dir, adapter_dir=adapter_dir,
-                             train_path=train_path, out_dir=tmp_path / "out", resume_from_checkpoint=str(saved[0]))
+    resumed = run_preference(cfg, model_dir=model_dir, adapter_dir=adapter_dir, data=data, out_dir=tmp_path / "out",
+                             resume_from_checkpoint=str(saved[0]))
     assert resumed.metrics["global_step"] == 2
     assert [h["step"] for h in resumed.metrics["train_history"] if "loss" in h] == [1, 2]
 
@@ -221,7 +224,7 @@ def test_method_none_keeps_sft_as_the_shipped_stage():
     from azllm.runs.export import choose_stage
     from azllm.runs.parts import RunParts, latest_stage, with_stage
 
-    parts = RunParts(pathspec="AzLLMFlow/1", arm="extend", chosen_arm="extend", model_ref="m", tokenizer_ref="t",
+    parts = RunParts(pathspec="AzLLMFlow/1", arm="extend", chosen_arm="extend", model_ref="m",
                      adapter_ref="sft", summary=None, step="end")
     assert latest_stage(parts) == "sft" and choose_stage(parts, None) == ("sft", [])
     assert with_stage(parts, "sft") == parts and with_stage(parts, "cpt").adapter_ref is None
@@ -233,5 +236,5 @@ def test_method_none_keeps_sft_as_the_shipped_stage():
     assert (chosen.adapter_ref, chosen.adapter_stage) == ("pref", "preference")
     assert choose_stage(with_pref, "sft") == ("sft", []) and with_stage(with_pref, "sft").adapter_ref == "sft"
     with pytest.raises(ValueError, match="nothing to train"):
-        run_preference(PreferenceConfig(), model_dir=Path("m"), tokenizer_dir=Path("t"), adapter_dir=Path("a"),
-                       train_path=Path("x"), out_dir=Path("o"))
+        run_preference(PreferenceConfig(), model_dir=Path("m"), adapter_dir=Path("a"),
+                       data=PreparedData(data_dir=Path("x")), out_dir=Path("o"))

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from azllm.config import ConfigError, LoraConfig, SftConfig
+from azllm.data.layout import PreparedData
 from azllm.data.sft import read_chat_messages
 from azllm.eval.loss import assistant_token_loss
 from azllm.tokenizer.chat_records import fit_record, tokenize_chat
@@ -59,6 +60,7 @@ def tiny_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_sft")
     tokenizer = build_tiny_tokenizer(root / "tokenizer")
     build_tiny_llama(root / "model", len(tokenizer))
+    tokenizer.save_pretrained(root / "model")  # a model directory holds its tokenizer (run_sft loads it there)
     assert tokenizer.convert_tokens_to_ids("<|eot_id|>") < len(tokenizer)
     return root / "model", root / "tokenizer", tokenizer
 
@@ -155,16 +157,16 @@ def test_lora_training_lowers_assistant_loss_and_freezes_base(tiny_dirs, records
 
 
 def test_run_sft_end_to_end(tiny_dirs, tmp_path):
-    model_dir, tokenizer_dir, _ = tiny_dirs
-    train_path, val_path = tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
+    model_dir, _, _ = tiny_dirs
+    data = PreparedData(data_dir=tmp_path / "data")
+    data.data_dir.mkdir()
     lines = (SFT_DIR / "train.jsonl").read_text(encoding="utf-8").splitlines()
-    train_path.write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")
-    val_path.write_text("\n".join(lines[8:12]) + "\n", encoding="utf-8")
+    data.sft_train.write_text("\n".join(lines[:8]) + "\n", encoding="utf-8")
+    data.sft_validation.write_text("\n".join(lines[8:12]) + "\n", encoding="utf-8")
     saved = []
     cfg = SftConfig(max_steps=4, max_length=256, lr=1e-2, micro_batch_size=4, save_steps=2, merge=True,
                     lora=LoraConfig(rank=4, alpha=8.0))
-    result = run_sft(cfg, model_dir=model_dir, tokenizer_dir=tokenizer_dir, train_path=train_path,
-                     validation_path=val_path, out_dir=tmp_path / "out", on_checkpoint=saved.append)
+    result = run_sft(cfg, model_dir=model_dir, data=data, out_dir=tmp_path / "out", on_checkpoint=saved.append)
     assert (result.adapter_dir / "adapter_config.json").exists()
     assert (result.adapter_dir / "tokenizer.json").exists()
     assert result.merged_dir is not None and (result.merged_dir / "config.json").exists()
@@ -178,8 +180,8 @@ def test_run_sft_end_to_end(tiny_dirs, tmp_path):
     # resume from the step-2 checkpoint: training continues to step 4
     cfg2 = SftConfig(max_steps=4, max_length=256, lr=1e-2, micro_batch_size=4, save_steps=2,
                      lora=LoraConfig(rank=4, alpha=8.0))
-    resumed = run_sft(cfg2, model_dir=model_dir, tokenizer_dir=tokenizer_dir, train_path=train_path,
-                      validation_path=val_path, out_dir=tmp_path / "out", resume_from_checkpoint=str(saved[0]))
+    resumed = run_sft(cfg2, model_dir=model_dir, data=data, out_dir=tmp_path / "out",
+                      resume_from_checkpoint=str(saved[0]))
     assert resumed.metrics["global_step"] == 4
     assert [h["step"] for h in resumed.metrics["train_loss_history"]] == [1, 2, 3, 4]
 

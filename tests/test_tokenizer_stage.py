@@ -15,6 +15,7 @@ from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
 
 from azllm.config import ConfigError, TokenizerConfig
+from azllm.data.layout import PreparedData
 from azllm.report.plots import plot_fertility
 from azllm.tokenizer import cli
 from azllm.tokenizer.load import load_tokenizer
@@ -29,13 +30,16 @@ from azllm.tokenizer.stage import run_tokenizer_stage
 
 @pytest.fixture(scope="module")
 def small_files(shared_data, tmp_path_factory):
+    """A prepared-data directory (azllm.data.layout): validation.jsonl is train.jsonl again (~0.3 MB, so
+    fertility_max_mb=0.1 caps it), other_domain.jsonl 40 news documents."""
     d = tmp_path_factory.mktemp("data")
     with open(shared_data / "az_corpus" / "train-00000.jsonl", encoding="utf-8") as f:
         train = [line for i, line in enumerate(f) if i % 40 == 0]
     with open(shared_data / "az_eval_other_domain.jsonl", encoding="utf-8") as f:
         other = list(f)[:40]
     (d / "train.jsonl").write_text("".join(train), encoding="utf-8")
-    (d / "other.jsonl").write_text("".join(other), encoding="utf-8")
+    (d / "validation.jsonl").write_text("".join(train), encoding="utf-8")
+    (d / "other_domain.jsonl").write_text("".join(other), encoding="utf-8")
     return d
 
 
@@ -113,10 +117,7 @@ def test_run_tokenizer_stage(small_files, gpt2_dir, tmp_path):
     cfg = TokenizerConfig(vocab_size=1200, sweep=(800,), min_frequency=2, reference="llama-3.2",
                           extend_num_tokens=100, fertility_max_mb=0.1)
     res = run_tokenizer_stage(cfg, base_tokenizer=str(gpt2_dir), arms=("baseline", "extend", "replace"),
-                              train_path=small_files / "train.jsonl",
-                              eval_paths={"other_domain": small_files / "other.jsonl",
-                                          "train": small_files / "train.jsonl"},
-                              out_dir=tmp_path / "stage")
+                              data=PreparedData.at(small_files), out_dir=tmp_path / "stage")
     assert set(res.arm_tokenizers) == {"baseline", "extend", "replace"}
     assert res.vocab_size_reached == 1200
     base_len = len(load_tokenizer(str(gpt2_dir)))
@@ -127,13 +128,14 @@ def test_run_tokenizer_stage(small_files, gpt2_dir, tmp_path):
                      "arm:extend"}
     assert len(res.table) == 2 * len(names)
     fert = {(r["tokenizer"], r["data"]): r["fertility"] for r in res.table}
-    assert fert[("bbpe-1200", "train")] < fert[("bbpe-800", "train")]
+    assert fert[("bbpe-1200", "validation")] < fert[("bbpe-800", "validation")]
     assert (tmp_path / "stage" / "fertility.csv").is_file()
-    # the train file (~0.3 MB) is cut at fertility_max_mb=0.1, the other-domain one (40 documents) is not
+    # the validation file (~0.3 MB) is cut at fertility_max_mb=0.1, the other-domain one (40 documents) is not
     sample = {r["data"]: (r["documents"], r["bytes"], r["capped"]) for r in res.table}
     num_train = len((small_files / "train.jsonl").read_text(encoding="utf-8").splitlines())
     assert sample["other_domain"] == (40, sample["other_domain"][1], False)
-    assert sample["train"][0] < num_train and sample["train"][1] <= 100_000 and sample["train"][2] is True
+    assert (sample["validation"][0] < num_train and sample["validation"][1] <= 100_000
+            and sample["validation"][2] is True)
     assert json.loads((tmp_path / "stage" / "fertility.json").read_text()) == res.table
 
 
@@ -146,9 +148,29 @@ def test_cli_train_and_eval(small_files, tmp_path, capsys):
     trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert trained["vocab_size"] == 700 and (tmp_path / "bbpe-700" / "tokenizer.json").is_file()
     args = parser.parse_args(["tokenizer", "eval", "--tokenizer", str(tmp_path / "bbpe-700"), "llama-3.2",
-                              "--data", str(small_files / "other.jsonl"), "--json"])
+                              "--data", str(small_files / "other_domain.jsonl"), "--json"])
     assert args.func(args) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["name"] for r in rows] == [str(tmp_path / "bbpe-700"), "llama-3.2"]
     assert {"fertility", "bytes_per_token", "words_per_context", "vocab_size"} <= set(rows[0])
     assert rows[1]["vocab_size"] == 128_256
+
+
+def test_model_directory_tokenizer_is_checked_against_the_arms(gpt2_dir, tmp_path):
+    """join_cpt's check: a CPT model directory holds the arm's tokenizer as adapt_base_model re-saves it
+    (equal); another vocabulary, or none, is an error naming the directory and what differs."""
+    from transformers import AutoTokenizer
+
+    from azllm.tokenizer.load import check_model_tokenizer
+
+    AutoTokenizer.from_pretrained(gpt2_dir).save_pretrained(tmp_path / "model")  # as adapt_base_model saves it
+    check_model_tokenizer(tmp_path / "model", gpt2_dir, what="arm 'extend'")
+    other = AutoTokenizer.from_pretrained(gpt2_dir)
+    other.add_tokens(["salamlar"])
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match=r"arm 'extend': the tokenizer saved in .*other is not the arm's tokenizer "
+                                         r".*\(vocabulary, added tokens differ\)"):
+        check_model_tokenizer(tmp_path / "other", gpt2_dir, what="arm 'extend'")
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(ValueError, match=r"bare has no tokenizer\.json"):
+        check_model_tokenizer(tmp_path / "bare", gpt2_dir, what="arm 'extend'")

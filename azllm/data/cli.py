@@ -46,7 +46,7 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_prepare(args: argparse.Namespace) -> int:
     from azllm.config import load_pipeline_config
     from azllm.config.paths import check_output_dir, staged_dir
-    from azllm.data.pipeline import prepare_all
+    from azllm.data.stage import prepare_all
 
     cfg = load_pipeline_config(args.config).data
     check_output_dir(args.out, overwrite=args.overwrite)

@@ -15,8 +15,9 @@ on its own machine, `join_data`) and :func:`prepare_corpus` runs one after the o
    by a rerun or a Metaflow @retry; the group is exported as one directory;
 3. :func:`join_corpus`: exact + MinHash dedup across every shard of every group, in shard
    order, validation by hash, weights by sampling into a hash-ordered shuffle
-   (:mod:`azllm.data.mix`); `train.jsonl`, `validation.jsonl` and, with `other_domain`
-   set, `other_domain.jsonl` (one `{"text": ...}` per line) appear together at the end
+   (:mod:`azllm.data.dedup`, :mod:`azllm.data.mix`); `train.jsonl`, `validation.jsonl` and, with
+   `other_domain` set, `other_domain.jsonl` (one `{"text": ...}` per line; names in
+   :mod:`azllm.data.layout`) appear together at the end
    (temp files renamed), so a failed run leaves no half-written file.
 
 Every decision depends on the shards in order, never on how they were grouped, so one
@@ -41,18 +42,10 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from azllm.config import DataConfig, cache_dir, resolve_path
-from azllm.data.dedup import drop_overlapping
+from azllm.data.dedup import Survivors, dedup_shards, drop_overlapping, read_line, read_text
 from azllm.data.groups import export_group, load_group, load_groups, split_groups
-from azllm.data.mix import (
-    Survivors,
-    copies_for,
-    dedup_shards,
-    read_line,
-    read_text,
-    split_validation,
-    train_order,
-    unit_hash,
-)
+from azllm.data.layout import OTHER_DOMAIN, TRAIN, VALIDATION
+from azllm.data.mix import copies_for, split_validation, train_order, unit_hash
 from azllm.data.readers import DataError
 from azllm.data.shard_worker import EXAMPLE_CHARS, MAX_EXAMPLES, process_shard
 from azllm.data.shards import Shard, available_cpus, plan_shards, run_shards
@@ -214,9 +207,9 @@ def join_corpus(cfg: DataConfig, plan_dir: Path, group_dirs: list[Path], out_dir
     stats = _shard_stats(cfg, shards, results, survivors)
     stats.update(_write_outputs(cfg, out_dir, survivors, stats))
     return PreparedCorpus(
-        train_path=out_dir / "train.jsonl",
-        validation_path=out_dir / "validation.jsonl",
-        other_domain_path=out_dir / "other_domain.jsonl" if cfg.other_domain else None,
+        train_path=out_dir / TRAIN,
+        validation_path=out_dir / VALIDATION,
+        other_domain_path=out_dir / OTHER_DOMAIN if cfg.other_domain else None,
         stats=stats,
     )
 
@@ -259,15 +252,15 @@ def _write_eval_texts(cfg: DataConfig, eval_results: list[dict[str, Any]], path:
 def _write_outputs(cfg: DataConfig, out_dir: Path, survivors: Survivors,
                    drop_stats: dict[str, Any]) -> dict[str, Any]:
     """The JSONL files, atomically (none if a split is empty); returns the per-split size stats."""
-    names = ["train.jsonl", "validation.jsonl"] + (["other_domain.jsonl"] if cfg.other_domain else [])
+    names = [TRAIN, VALIDATION] + ([OTHER_DOMAIN] if cfg.other_domain else [])
     stats: dict[str, Any] = {name.removesuffix(".jsonl"): empty_stats() for name in names}
     train, held_out = split_validation(survivors.by_role["corpus"], cfg)
     train, overlapping = drop_overlapping(train, held_out, lambda ref: read_text(ref, survivors.handles),
                                           cfg.decontaminate_ngram)
     _count_dropped(drop_stats, cfg, "contaminated", overlapping, survivors.handles)
-    plan = {"validation.jsonl": survivors.by_role["validation"] + held_out,
-            "other_domain.jsonl": survivors.by_role["other_domain"],
-            "train.jsonl": train_order(train, cfg)}
+    plan = {VALIDATION: survivors.by_role["validation"] + held_out,
+            OTHER_DOMAIN: survivors.by_role["other_domain"],
+            TRAIN: train_order(train, cfg)}
     try:
         with AtomicJsonl(out_dir, names) as out:
             for name in names:

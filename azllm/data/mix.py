@@ -1,12 +1,9 @@
-"""The global stage after the shards: dedup across shards, validation by hash, weights, shuffle.
+"""The global stage after the shards' dedup (:func:`azllm.data.dedup.dedup_shards`): validation by hash,
+weights, shuffle.
 
 Every decision is a function of a document's SHA-1 and the seed, never of the order in
 which shards finished, so 1 and N workers give the same files.
 
-- exact duplicates: the first occurrence wins (evaluation shards come first, so a
-  document in both stays evaluation text and leaves train);
-- near duplicates (:class:`~azllm.data.dedup.NearDuplicates`): evaluation documents are
-  indexed without being dropped; a training document near an earlier one is dropped;
 - validation (without explicit sources): documents whose split hash is below
   `validation_fraction`, the lowest `max_validation_documents` of them when capped;
 - weights: `copies_for` copies of each training document, every copy placed by its own
@@ -17,17 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import math
-from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from azllm.config import DataConfig
-from azllm.data.dedup import NearDuplicates
+from azllm.data.dedup import DocRef
 
 
 def unit_hash(seed: int, purpose: str, digest: bytes) -> float:
@@ -44,79 +34,6 @@ def copies_for(weight: float, seed: int, digest: bytes) -> int:
     """
     whole = math.floor(weight)
     return whole + (unit_hash(seed, "weight", digest) < weight - whole)
-
-
-@dataclass(frozen=True)
-class DocRef:
-    """Where a kept document's line is: shard directory, byte offset and length in its docs.jsonl."""
-
-    shard_dir: Path
-    offset: int
-    length: int
-    digest: bytes
-    source_index: int
-    size: tuple[int, int, int] = (0, 0, 0)
-    """(words, chars, bytes) of the text, counted by the worker: split statistics without re-reading."""
-
-
-@dataclass
-class Survivors:
-    """Documents left after dedup, per role, in shard order; and what dedup removed."""
-
-    by_role: dict[str, list[DocRef]] = field(default_factory=lambda: {"validation": [], "other_domain": [],
-                                                                       "corpus": []})
-    dropped: Counter = field(default_factory=Counter)
-    dropped_by_source: dict[int, Counter] = field(default_factory=dict)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-    clusters: dict[str, Any] = field(default_factory=dict)
-    handles: dict[Path, Any] = field(default_factory=dict)
-    """Open docs.jsonl files (for examples and the outputs); closed by :meth:`close`."""
-
-    def close(self) -> None:
-        for f in self.handles.values():
-            f.close()
-        self.handles.clear()
-
-
-def dedup_shards(shards: list[Any], results: list[dict[str, Any]], cfg: DataConfig) -> Survivors:
-    """Exact then near-duplicate removal over every shard's output, in shard order.
-
-    `max_documents` caps the corpus documents *read* (kept or not), counted in shard order.
-    """
-    out = Survivors()
-    budget = cfg.max_documents or math.inf
-    seen: set[bytes] = set()
-    near = NearDuplicates(bands=cfg.minhash_bands, rows=cfg.minhash_rows) if cfg.near_dedup else None
-    for shard, result in zip(shards, results):
-        shard_dir = Path(result["dir"])
-        signatures = np.load(shard_dir / "minhash.npy")
-        index = np.load(shard_dir / "index.npz")
-        counts = out.dropped_by_source.setdefault(shard.source_index if shard.role == "corpus" else -1, Counter())
-        rows = zip(index["sha1"], *(index[k].tolist() for k in ("read", "offset", "length", "words", "chars",
-                                                                   "bytes")))
-        for row, (sha1, read, offset, length, words, chars, nbytes) in enumerate(rows):
-            if shard.role == "corpus" and read >= budget:
-                break
-            digest = sha1.tobytes()
-            ref = DocRef(shard_dir, offset, length, digest, shard.source_index, (words, chars, nbytes))
-            reason = None
-            if digest in seen:
-                reason = "duplicate"
-            elif near is not None and near.add(digest, signatures[row], drop=shard.role == "corpus") is not None:
-                reason = "near_duplicate"
-            if reason:
-                out.dropped[reason] += 1
-                counts[reason] += 1
-                examples = out.examples.setdefault(reason, [])
-                if len(examples) < 3:
-                    examples.append(read_text(ref, out.handles)[:300])
-                continue
-            seen.add(digest)
-            out.by_role[shard.role].append(ref)
-        if shard.role == "corpus":
-            budget -= result["read"]
-    out.clusters = near.cluster_stats() if near else {}
-    return out
 
 
 def split_validation(docs: list[DocRef], cfg: DataConfig) -> tuple[list[DocRef], list[DocRef]]:
@@ -172,16 +89,3 @@ def _move_back(order: list[DocRef], i: int) -> bool:
             order.insert(p, order.pop(i))
             return True
     return False
-
-
-def read_line(ref: DocRef, handles: dict[Path, Any]) -> bytes:
-    """The `{"text": ...}` line of a kept document, as bytes (files stay open in `handles`)."""
-    f = handles.get(ref.shard_dir)
-    if f is None:
-        f = handles[ref.shard_dir] = open(ref.shard_dir / "docs.jsonl", "rb")  # noqa: SIM115 - closed by caller
-    f.seek(ref.offset)
-    return f.read(ref.length)
-
-
-def read_text(ref: DocRef, handles: dict[Path, Any]) -> str:
-    return json.loads(read_line(ref, handles))["text"]

@@ -20,6 +20,7 @@ from typing import Any
 from azllm.config import DataConfig, resolve_path
 from azllm.data.clean import count_words
 from azllm.data.corpus import AtomicJsonl, unit_hash
+from azllm.data.layout import SFT_TRAIN, SFT_VALIDATION
 from azllm.data.readers import BadLines, DataError, iter_records
 
 ROLES = ("system", "user", "assistant")
@@ -91,7 +92,7 @@ class SftSplits:
 def read_sft(cfg: DataConfig) -> SftSplits:
     """Read, validate, dedup and split the chat records: DataError naming the file and line.
 
-    Called before the corpus work (``azllm.data.pipeline``), so a missing or broken ``sft_train``
+    Called before the corpus work (``azllm.data.stage``), so a missing or broken ``sft_train``
     stops the data stage before anything is written.
     """
     bad = BadLines()
@@ -117,7 +118,7 @@ def prepare_sft(cfg: DataConfig, out_dir: Path, splits: SftSplits | None = None)
     out_dir = Path(out_dir)
     splits = splits or read_sft(cfg)
     train, validation, bad = splits.train, splits.validation, splits.bad
-    names = ["sft_train.jsonl", "sft_validation.jsonl"]
+    names = [SFT_TRAIN, SFT_VALIDATION]
     with AtomicJsonl(out_dir, names) as out:
         for name, records in zip(names, (train, validation)):
             for r in records:

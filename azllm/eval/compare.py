@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import PipelineConfig
+from azllm.data.layout import PreparedData
 
 
 @dataclass
@@ -105,40 +106,40 @@ def choose_arm(bpb: dict[str, dict[str, float]], arms: list[str], *, pinned: str
     return best, f"lowest {file} BPB ({bpb[best][file]:.4f})"
 
 
-def compare_arms(cfg: PipelineConfig, *, arm_dirs: dict[str, tuple[Path, Path]], data_dir: Path) -> ArmComparison:
+def compare_arms(cfg: PipelineConfig, *, arm_models: dict[str, Path], data: PreparedData) -> ArmComparison:
     """BPB of base and arms on validation (and other-domain) text, and each tokenizer's statistics on
-    the validation text; `arm_dirs`: arm -> (model, tokenizer). Scored on the step's accelerator
-    when it has one (`placement_for_model_dtype`), `[eval] batch_size` windows per forward pass."""
-    from azllm.data.pipeline import eval_files
+    the validation text; `arm_models`: arm -> its CPT model directory (tokenizer included). Scored on
+    the step's accelerator when it has one (`placement_for_model_dtype`), `[eval] batch_size` windows
+    per forward pass."""
     from azllm.eval.bpb import evaluate_bpb_files, read_texts
     from azllm.model.device import placement_for_model_dtype, release_memory
     from azllm.model.load import materialize_base_model
     from azllm.tokenizer.load import load_tokenizer
 
-    files = eval_files(data_dir)
+    files = data.require("validation").eval_files
     base_dir = materialize_base_model(cfg.model)
-    models = {"base": (base_dir, base_dir), **arm_dirs}
+    models = {"base": base_dir, **arm_models}
     validation = read_texts(files["validation"])
     base_tokenizer = load_tokenizer(base_dir)
     placement = placement_for_model_dtype(cfg.model.dtype)
     print(f"[azllm] BPB on {placement.device} in {placement.dtype}, {cfg.eval.batch_size} windows per pass",
           flush=True)
     bpb, token_stats = {}, {}
-    for name, (model_dir, tokenizer_dir) in models.items():
-        scores = evaluate_bpb_files(model_dir, tokenizer_dir, files, max_documents=cfg.eval.max_bpb_documents,
+    for name, model_dir in models.items():
+        scores = evaluate_bpb_files(model_dir, model_dir, files, max_documents=cfg.eval.max_bpb_documents,
                                     placement=placement, batch_size=cfg.eval.batch_size,
                                     context_length=cfg.cpt.block_size)  # the context the arms trained on
         release_memory(placement)
         bpb[name] = {f: round(float(s["bpb"]), 6) for f, s in scores.items()}
-        token_stats[name] = arm_token_stats(load_tokenizer(tokenizer_dir), base_tokenizer, validation)
+        token_stats[name] = arm_token_stats(load_tokenizer(model_dir), base_tokenizer, validation)
         print(f"[azllm] BPB {name}: {bpb[name]}; tokenizer on validation: {token_stats[name]}", flush=True)
     task_scores: list[dict[str, Any]] = []
     if cfg.eval.tasks:
         from azllm.eval.report import ModelSpec
         from azllm.eval.tasks import evaluate_task_models
 
-        task_scores = evaluate_task_models(cfg.eval, {name: ModelSpec(model_dir=m, tokenizer_dir=t)
-                                                      for name, (m, t) in models.items()}, placement=placement).rows
-    arm, reason = choose_arm(bpb, list(arm_dirs), pinned=cfg.cpt.select_arm, task_scores=task_scores,
+        task_scores = evaluate_task_models(cfg.eval, {name: ModelSpec(model_dir=m, tokenizer_dir=m)
+                                                      for name, m in models.items()}, placement=placement).rows
+    arm, reason = choose_arm(bpb, list(arm_models), pinned=cfg.cpt.select_arm, task_scores=task_scores,
                              tasks=cfg.eval.tasks if cfg.cpt.select_by == "tasks" else ())
     return ArmComparison(bpb=bpb, chosen_arm=arm, reason=reason, token_stats=token_stats, task_scores=task_scores)

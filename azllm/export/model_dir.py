@@ -26,11 +26,10 @@ DTYPES = ("bfloat16", "float16", "float32")
 
 @dataclass(frozen=True)
 class PartDirs:
-    """The local directories an export merges: the CPT model (a self-contained HF directory), its
-    tokenizer, and the LoRA adapter (None: the CPT model alone)."""
+    """The local directories an export merges: the CPT model (a self-contained HF directory: its tokenizer is
+    the arm's, checked in `join_cpt`) and the LoRA adapter (None: the CPT model alone)."""
 
     model: Path
-    tokenizer: Path
     adapter: Path | None
 
 
@@ -52,12 +51,12 @@ def merged_model(model_dir: Path, adapter_dir: Path | None, dtype: str):
     return model.to(getattr(torch, dtype)).eval()
 
 
-def export_tokenizer(tokenizer_dir: Path):
-    """The arm's tokenizer with Llama 3's chat template (the one SFT trained on)."""
+def export_tokenizer(model_dir: Path):
+    """The tokenizer saved with the CPT model (the arm's) with Llama 3's chat template (the one SFT trained on)."""
     from azllm.tokenizer.llama3 import LLAMA3_CHAT_TEMPLATE
     from azllm.tokenizer.load import load_tokenizer
 
-    tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer = load_tokenizer(model_dir)
     if not tokenizer.chat_template:
         tokenizer.chat_template = LLAMA3_CHAT_TEMPLATE
     return tokenizer
@@ -107,7 +106,7 @@ def write_export(dirs: PartDirs, out: Path, *, dtype: str, card: str, overwrite:
     gguf_type = check_gguf(gguf, gguf_type, dtype)
     with staged_dir(out) as tmp:  # complete or absent, with ordinary permissions
         model = merged_model(dirs.model, dirs.adapter, dtype)
-        tokenizer = export_tokenizer(dirs.tokenizer)
+        tokenizer = export_tokenizer(dirs.model)
         model.generation_config = generation_config(tokenizer, model.config)
         model.save_pretrained(str(tmp), safe_serialization=True)
         save_portable_tokenizer(tokenizer, tmp)

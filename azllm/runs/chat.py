@@ -6,7 +6,7 @@
     azllm chat --model DIR [--adapter DIR]
     azllm chat --prompt "Balansımı necə yoxlaya bilərəm?"    # answer once and exit
 
-The run's chosen CPT model, its tokenizer and the LoRA adapter (the preference stage's when
+The run's chosen CPT model (its tokenizer inside) and the LoRA adapter (the preference stage's when
 the run has one, else SFT's; `--stage` picks) are fetched through
 the Metaflow client (`metaflow.load_model`) into a cache directory. A demo-scale model
 (a few optimizer steps, `azllm.eval.quality`) is announced as such before it answers.
@@ -31,7 +31,7 @@ class ChatModel:
 
 
 def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None, stage: str | None = None) -> ChatModel:
-    """Download the chosen CPT model, tokenizer and adapter of a run (`latest`, `production` or an id): the
+    """Download the chosen CPT model (tokenizer included) and adapter of a run (`latest`, `production` or an id): the
     `stage`'s (`preference`, `sft`; `cpt` = none), by default the last the run has (the preference stage's
     when it ran, else SFT's)."""
     from azllm.eval.quality import run_quality_verdict
@@ -45,7 +45,7 @@ def fetch_run_model(run_id: str = "latest", cache_root: Path | None = None, stag
                          "method was \"none\", or the preference step did not finish); use --stage sft")
     dirs = fetch_parts(with_stage(parts, stage), cache_root)
     quality = run_quality_verdict((parts.summary.cpt_metrics or {}).get(parts.arm), parts.summary.sft_metrics)
-    return ChatModel(model_dir=dirs.model, tokenizer_dir=dirs.tokenizer, adapter_dir=dirs.adapter,
+    return ChatModel(model_dir=dirs.model, tokenizer_dir=dirs.model, adapter_dir=dirs.adapter,
                      quality=quality)
 
 

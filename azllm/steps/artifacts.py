@@ -15,19 +15,19 @@ from typing import Any
 from azllm.config import ModelConfig
 from azllm.steps.step import save_dir
 
-CORPUS_FILE = "train.jsonl"
-"""The training text (~10 GB at the case study's scale): its own `corpus` reference, read only by
-`train_tokenizer` and `pack_arm`."""
-
 
 def save_prepared_data(out: Path) -> tuple[dict, dict]:
-    """(corpus, data) references of a prepared directory: `train.jsonl` alone, and the small
-    files (validation, other_domain, sft_*) the later steps load, so SFT and evaluation never
-    download the training text."""
+    """(corpus, data) references of a prepared directory: `train.jsonl` alone (~10 GB at the case
+    study's scale, read only by `train_tokenizer` and `pack_arm`), and the small files (validation,
+    other_domain, sft_*) the later steps load, so SFT and evaluation never download the training text.
+    A step rebuilds them as ``azllm.data.layout.PreparedData(data_dir=..., corpus_dir=...)``."""
     from metaflow import current
 
+    from azllm.data.layout import CORPUS_FILES
+
     with save_dir("corpus") as corpus_dir:
-        shutil.move(out / CORPUS_FILE, corpus_dir / CORPUS_FILE)
+        for name in CORPUS_FILES:
+            shutil.move(out / name, corpus_dir / name)
         corpus = current.model.save(str(corpus_dir), label="corpus", storage_format="files")
     return corpus, current.model.save(str(out), label="data", storage_format="files")
 

@@ -20,9 +20,7 @@ def export_run_model(summary: RunSummary, dtype: str = "bfloat16") -> dict:
 
     arm = summary.chosen_arm
     adapter = summary.preference_adapter if summary.preference_adapter is not None else summary.sft_adapter
-    dirs = PartDirs(model=Path(current.model.load(summary.cpt_models[arm])),
-                    tokenizer=Path(current.model.load(summary.tokenizers[arm])),
-                    adapter=Path(current.model.load(adapter)))
+    dirs = PartDirs(model=Path(current.model.load(summary.cpt_models[arm])), adapter=Path(current.model.load(adapter)))
     card = model_card(summary, pathspec=f"{current.flow_name}/{current.run_id}", arm=arm, stage=summary.stage,
                       dtype=dtype, branch=current.branch_name)
     with save_dir("export") as tmp:

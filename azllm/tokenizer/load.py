@@ -72,3 +72,37 @@ def load_tokenizer(name_or_dir: str | Path) -> PreTrainedTokenizerFast:
             f"({', '.join(_builtin_models())}), or an existing tokenizer directory "
             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from e
+
+
+def tokenizer_differences(a, b) -> list[str]:
+    """What differs between two loaded fast tokenizers, as short phrases (empty = the same tokenizer):
+    vocabulary, merges, the pipeline around them (normalizer, pre-tokenizer, post-processor, decoder),
+    added tokens, special tokens, chat template. Equal means equal token ids for every text."""
+    import json
+
+    backend_a, backend_b = (json.loads(t.backend_tokenizer.to_str()) for t in (a, b))
+    pipeline = ("normalizer", "pre_tokenizer", "post_processor", "decoder")
+    checks = {"vocabulary": (a.get_vocab(), b.get_vocab()),
+              "merges": (backend_a["model"].get("merges"), backend_b["model"].get("merges")),
+              "normalizer/pre-tokenizer/post-processor/decoder": ([backend_a.get(k) for k in pipeline],
+                                                                  [backend_b.get(k) for k in pipeline]),
+              "added tokens": ({k: str(v) for k, v in a.added_tokens_decoder.items()},
+                               {k: str(v) for k, v in b.added_tokens_decoder.items()}),
+              "special tokens": (a.special_tokens_map, b.special_tokens_map),
+              "chat template": (a.chat_template, b.chat_template)}
+    return [name for name, (x, y) in checks.items() if x != y]
+
+
+def check_model_tokenizer(model_dir: Path, tokenizer_dir: Path, *, what: str) -> None:
+    """A model directory is self-contained: the tokenizer saved with it must be `tokenizer_dir`'s
+    (the CPT worker copies the adapted model's tokenizer files into its export). ValueError naming
+    what differs otherwise, so the later steps may load the tokenizer from the model directory."""
+    saved = load_tokenizer(model_dir) if Path(model_dir, "tokenizer.json").is_file() else None
+    if saved is None:
+        raise ValueError(f"{what}: model directory {model_dir} has no tokenizer.json; a model reference must "
+                         "hold its tokenizer (the CPT export copies it from the adapted model)")
+    differences = tokenizer_differences(saved, load_tokenizer(tokenizer_dir))
+    if differences:
+        raise ValueError(f"{what}: the tokenizer saved in {model_dir} is not the arm's tokenizer {tokenizer_dir} "
+                         f"({', '.join(differences)} differ); the model was trained with another tokenizer: "
+                         "retrain the arm from its own tokenizer (the flow's train_tokenizer -> pack_arm -> cpt_*)")

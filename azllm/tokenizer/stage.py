@@ -2,14 +2,13 @@
 
     >>> res = run_tokenizer_stage(cfg.tokenizer, base_tokenizer="smollm2-135m",
     ...                           arms=("baseline", "extend", "replace"),
-    ...                           train_path=Path("runs/data/train.jsonl"),
-    ...                           eval_paths={"validation": Path("runs/data/validation.jsonl")},
-    ...                           out_dir=Path("runs/tokenizer"))
+    ...                           data=PreparedData.at(Path("runs/data")), out_dir=Path("runs/tokenizer"))
     >>> res.arm_tokenizers["extend"]
 
 Layout of `out_dir`: `bbpe-{size}/` per trained size, `arms/{arm}/` per arm,
 `fertility.csv` and `fertility.json` (the card draws the chart from the table: `azllm.report.plots`),
-measured on each evaluation file's first `cfg.fertility_max_mb` MB (`documents`, `bytes` and
+measured on each evaluation file (`PreparedData.eval_files`: validation, other-domain), on its
+first `cfg.fertility_max_mb` MB (`documents`, `bytes` and
 `capped` columns say on how much).
 """
 
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from azllm.config import TokenizerConfig
+from azllm.data.layout import PreparedData
 from azllm.tokenizer.load import load_tokenizer
 from azllm.tokenizer.metrics import cap_texts, fertility_table
 from azllm.tokenizer.strategies import build_arm_tokenizer
@@ -49,14 +49,14 @@ def read_jsonl_texts(path: Path, text_field: str = "text") -> Iterator[str]:
     return iter_jsonl_texts(path, text_field=text_field)
 
 
-def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequence[str], train_path: Path,
-                        eval_paths: dict[str, Path], out_dir: Path) -> TokenizerStageResult:
-    """Train `cfg.vocab_size` (+ `cfg.sweep`), measure every tokenizer on every eval file,
-    and write one tokenizer directory per arm."""
+def run_tokenizer_stage(cfg: TokenizerConfig, *, base_tokenizer: str, arms: Sequence[str], data: PreparedData,
+                        out_dir: Path) -> TokenizerStageResult:
+    """Train `cfg.vocab_size` (+ `cfg.sweep`) on `data`'s train.jsonl, measure every tokenizer on every
+    eval file of `data`, and write one tokenizer directory per arm."""
     import pandas as pd
 
     out_dir = Path(out_dir)
-    train_path = Path(train_path)
+    train_path, eval_paths = data.require("train", "validation").train, data.eval_files
     sizes = sorted({cfg.vocab_size, *cfg.sweep})
     # One training at the largest size, the others cut from it (train_sweep). Progress is the
     # sample's own bar (bytes of train.jsonl read); the BPE trainer's is off, so no extra pass

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from azllm.config import CptConfig, ModelConfig, PipelineConfig
+from azllm.data.layout import PreparedData
 from azllm.data.packing import PackedData, pack_corpus, read_packed
 from azllm.train.budget import PhaseBudget, plan_phase
 from azllm.train.launcher import TorchrunLayout, check_outer_layers, run_cpt_phase, training_processes_per_node
@@ -72,10 +73,12 @@ class ArmCorpus:
         return {**counts, "reference_tokens": self.reference_tokens}
 
 
-def pack_arm_corpus(cfg: PipelineConfig, *, tokenizer_dir: Path, train_path: Path) -> ArmCorpus:
-    """Tokenize and pack `train_path` with the arm's tokenizer into `cfg.cpt.block_size` blocks
-    (a process pool, `[cpt] tokenize_num_proc`); for `budget = "bytes"` also with the base model's
-    tokenizer, whose token count is the reference (azllm.train.budget). Cached by pack_corpus."""
+def pack_arm_corpus(cfg: PipelineConfig, *, tokenizer_dir: Path, data: PreparedData) -> ArmCorpus:
+    """Tokenize and pack `data`'s train.jsonl (only its corpus half is needed) with the arm's tokenizer
+    into `cfg.cpt.block_size` blocks (a process pool, `[cpt] tokenize_num_proc`); for `budget = "bytes"`
+    also with the base model's tokenizer, whose token count is the reference (azllm.train.budget).
+    Cached by pack_corpus."""
+    train_path = data.require("train").train
     packed = pack_corpus(train_path, tokenizer_dir, block_size=cfg.cpt.block_size,
                          num_proc=cfg.cpt.tokenize_num_proc)
     print(f"[pack] {train_path.name}: {packed.num_documents:,} documents, {packed.num_bytes:,} bytes -> "

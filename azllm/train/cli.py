@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import ARMS
+from azllm.data.layout import PreparedData
 
-DATA_FILES = ("train.jsonl", "validation.jsonl")
+DATA_FILES = ("train", "validation")
+"""The roles of `azllm.data.layout.PreparedData` that `azllm cpt --data` needs."""
 
 
 def register(subparsers: Any) -> None:
@@ -47,16 +49,18 @@ def register(subparsers: Any) -> None:
     cpt.set_defaults(func=run_cpt)
 
 
-def check_data_dir(data: Path) -> None:
+def check_data_dir(data: Path) -> PreparedData:
+    """`--data` as a PreparedData, once it holds the files CPT reads and train.jsonl is not empty."""
     from azllm.data.packing import has_content
 
-    missing = [name for name in DATA_FILES if not (data / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"--data {data} has no {', '.join(missing)}: it was not written by "
-                                f"`azllm data prepare`; run `azllm data prepare --config PRESET --out {data}`")
-    if not has_content(data / "train.jsonl"):
-        raise ValueError(f"--data {data}: train.jsonl is empty, there is nothing to train on; write it again with "
-                         f"`azllm data prepare --config PRESET --out {data} --overwrite`")
+    try:
+        prepared = PreparedData.at(data).require(*DATA_FILES)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--data {data}: {e}") from None
+    if not has_content(prepared.train):
+        raise ValueError(f"--data {data}: {prepared.train.name} is empty, there is nothing to train on; write it "
+                         f"again with `azllm data prepare --config PRESET --out {data} --overwrite`")
+    return prepared
 
 
 def arm_tokenizer(arm: str, data: Path, given: Path | None, base_model_dir: Path) -> Path:
@@ -81,7 +85,7 @@ def run_cpt(args: argparse.Namespace) -> int:
     cfg = load_pipeline_config(args.config)
     nproc = args.nproc if args.nproc is not None else training_processes_per_node(0, cfg.compute.nproc_per_node)
     check_devices(cfg.cpt.mixed_precision, nproc)
-    check_data_dir(args.data)
+    data = check_data_dir(args.data)
     check_output_dir(args.out, overwrite=True)  # a file or an unwritable place; a used --out is resumed, not refused
     layout = TorchrunLayout(nproc_per_node=nproc)
     phase_out = args.out / args.phase
@@ -89,7 +93,7 @@ def run_cpt(args: argparse.Namespace) -> int:
         base = materialize_base_model(cfg.model)
         check_block_size(cfg.cpt.block_size, base)  # before tokenizing: the packing would be wasted
         tokenizer = arm_tokenizer(args.arm, args.data, args.tokenizer, base)
-        corpus = pack_arm_corpus(cfg, tokenizer_dir=tokenizer, train_path=args.data / "train.jsonl")
+        corpus = pack_arm_corpus(cfg, tokenizer_dir=tokenizer, data=data)
         result = train_embeddings_phase(cfg, arm=args.arm, tokenizer_dir=tokenizer, corpus=corpus,
                                         out_dir=phase_out, layout=layout)
     else:
@@ -100,7 +104,7 @@ def run_cpt(args: argparse.Namespace) -> int:
                                     f"{f' --tokenizer {args.tokenizer}' if args.tokenizer else ''}` first "
                                     "(phase 2 starts from phase 1's model)")
         check_block_size(cfg.cpt.block_size, init)
-        corpus = pack_arm_corpus(cfg, tokenizer_dir=init, train_path=args.data / "train.jsonl")  # cached
+        corpus = pack_arm_corpus(cfg, tokenizer_dir=init, data=data)  # cached
         result = train_full_phase(cfg, init_dir=init, corpus=corpus, out_dir=phase_out, layout=layout)
     summary = {k: v for k, v in result.metrics.items() if k != "history"}
     print(json.dumps({"phase": args.phase, "arm": args.arm, "model_dir": str(result.model_dir), **summary},

@@ -21,7 +21,7 @@ as SFT's, which evaluation, `azllm export` and `azllm chat` load the same way.
 
     >>> from azllm.config import PreferenceConfig
     >>> result = run_preference(PreferenceConfig(method="dpo", max_steps=4), model_dir=cpt_dir,
-    ...                         tokenizer_dir=tok_dir, adapter_dir=sft_adapter, train_path=Path("sft_train.jsonl"),
+    ...                         adapter_dir=sft_adapter, data=PreparedData(data_dir=Path("runs/data")),
     ...                         out_dir=Path("runs/preference"))
     >>> result.metrics["train_history"][-1], result.pairs.skipped
 """
@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from azllm.config import PreferenceConfig, resolve_path
+from azllm.data.layout import PreparedData
 from azllm.data.preference import PreferencePairs, read_preference_pairs
 from azllm.data.sft import Messages, read_chat_messages
 from azllm.eval.generation import stop_token_ids
@@ -281,10 +282,11 @@ def _history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_preference(cfg: PreferenceConfig, *, model_dir: Path, tokenizer_dir: Path, adapter_dir: Path,
-                   train_path: Path, out_dir: Path, resume_from_checkpoint: str | bool | None = None,
+def run_preference(cfg: PreferenceConfig, *, model_dir: Path, adapter_dir: Path, data: PreparedData,
+                   out_dir: Path, resume_from_checkpoint: str | bool | None = None,
                    on_checkpoint: Callable[[Path], None] | None = None) -> PreferenceResult:
-    """Train the SFT adapter in `adapter_dir` further with `cfg.method`; the new adapter under `out_dir`.
+    """Train the SFT adapter in `adapter_dir` (on `model_dir`, whose tokenizer it uses) further with
+    `cfg.method` on `data`'s sft_train prompts; the new adapter under `out_dir`.
 
     `on_checkpoint(path)` gets every trainer checkpoint (every `cfg.save_steps`, and the end);
     `resume_from_checkpoint` goes to `trainer.train`."""
@@ -293,16 +295,17 @@ def run_preference(cfg: PreferenceConfig, *, model_dir: Path, tokenizer_dir: Pat
     if cfg.method == "none":
         raise ValueError("[preference] method='none': there is nothing to train; the flow's preference "
                          "step passes through without calling run_preference")
+    data.require("sft_train")
     started = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # -- tokenizer, model, data -----------------------------------------------
-    tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer = load_tokenizer(model_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = load_policy(model_dir, adapter_dir)
-    records = read_chat_messages(train_path)
+    records = read_chat_messages(data.sft_train)
     metrics: dict[str, Any] = {"method": cfg.method}
     pairs = pairs_path = None
     if cfg.method == "dpo":

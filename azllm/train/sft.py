@@ -10,8 +10,7 @@ tokens before training starts, so a chat template without `{% generation %}` fai
 
     >>> from azllm.config import LoraConfig, SftConfig
     >>> result = run_sft(SftConfig(max_steps=3, lora=LoraConfig(rank=4, alpha=8.0)),
-    ...                  model_dir=cpt_dir, tokenizer_dir=tok_dir,
-    ...                  train_path=Path("train.jsonl"), validation_path=Path("validation.jsonl"),
+    ...                  model_dir=cpt_dir, data=PreparedData(data_dir=Path("runs/data")),
     ...                  out_dir=Path("runs/sft"))
     >>> result.metrics["eval_assistant_loss_before"], result.metrics["eval_assistant_loss_after"]
 """
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 
 from azllm.config import SftConfig
+from azllm.data.layout import PreparedData
 from azllm.data.sft import Messages, read_chat_messages
 from azllm.eval.loss import assistant_token_loss
 from azllm.tokenizer.chat_records import fit_record, tokenize_chat
@@ -194,10 +194,11 @@ def build_sft_trainer(cfg: SftConfig, model, tokenizer, records: Sequence[Messag
 # ---------------------------------------------------------------------------
 
 
-def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path: Path, validation_path: Path,
-            out_dir: Path, resume_from_checkpoint: str | bool | None = None,
+def run_sft(cfg: SftConfig, *, model_dir: Path, data: PreparedData, out_dir: Path,
+            resume_from_checkpoint: str | bool | None = None,
             on_checkpoint: Callable[[Path], None] | None = None) -> SftResult:
-    """LoRA SFT of the model in `model_dir`; adapter (and merged model if `cfg.merge`) under `out_dir`.
+    """LoRA SFT of the model in `model_dir` (with its tokenizer: a self-contained HF directory) on
+    `data`'s sft_train / sft_validation; adapter (and merged model if `cfg.merge`) under `out_dir`.
 
     `on_checkpoint(path)` is called after each trainer checkpoint is written (every
     `cfg.save_steps`, and at the end). `resume_from_checkpoint` goes to `trainer.train`.
@@ -206,15 +207,16 @@ def run_sft(cfg: SftConfig, *, model_dir: Path, tokenizer_dir: Path, train_path:
     from azllm.model.load import load_model
     from azllm.tokenizer.load import load_tokenizer
 
+    data.require("sft_train", "sft_validation")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # -- tokenizer and records ------------------------------------------------
-    tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer = load_tokenizer(model_dir)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train = prepare_records(tokenizer, read_chat_messages(train_path), cfg.max_length)
-    validation = read_chat_messages(validation_path)
+    train = prepare_records(tokenizer, read_chat_messages(data.sft_train), cfg.max_length)
+    validation = read_chat_messages(data.sft_validation)
     logger.info("sft: %d training records (%d truncated, %d dropped), %d assistant tokens; %d validation records",
                 len(train.records), train.num_truncated, train.num_dropped, train.num_loss_tokens,
                 len(validation))

@@ -1,15 +1,13 @@
-"""The data stage: corpus and chat records into one directory the later steps read.
-
-Layout of the directory:
-    train.jsonl, validation.jsonl, [other_domain.jsonl]   {"text": ...} per line
-    sft_train.jsonl, sft_validation.jsonl                  {"messages": [...]} per line
+"""The data stage: corpus and chat records into one directory the later steps read
+(its layout, and the :class:`~azllm.data.layout.PreparedData` every later stage takes: :mod:`azllm.data.layout`).
 
 The flow fans the corpus out over machines (`plan_data` -> `prepare_shards` per group ->
 `join_data`, see :mod:`azllm.data.corpus`); :func:`prepare_all` runs the same calls on
 one machine, and :func:`join_all` is the join's half.
 
 The flow saves it as two references (`flowutil.save_prepared_data`): `corpus`, train.jsonl
-alone (the tokenizer and pack steps read it), and `data`, the small rest every later step loads.
+alone (the tokenizer and pack steps read it), and `data`, the small rest every later step loads
+(``PreparedData(data_dir=..., corpus_dir=...)`` holds either or both).
 """
 
 from __future__ import annotations
@@ -55,10 +53,3 @@ def _with_sft(cfg: DataConfig, corpus_stats: dict, out_dir: Path) -> dict:
 
     return {"corpus": corpus_stats, "sft": prepare_sft(cfg, out_dir).stats}
 
-
-def eval_files(data_dir: Path) -> dict[str, Path]:
-    """The text files every model is scored on: validation, and other-domain when given."""
-    files = {"validation": data_dir / "validation.jsonl"}
-    if (data_dir / "other_domain.jsonl").exists():
-        files["other_domain"] = data_dir / "other_domain.jsonl"
-    return files
