@@ -38,9 +38,7 @@ class RunSummary:
     arm_task_scores: list[dict[str, Any]] | None = None
     """`join_cpt`: `[eval] tasks` rows of base and every arm."""
     cpt_models: dict[str, Any] | None = None
-    """`join_cpt`: arm -> reference of its CPT model (a self-contained HF directory)."""
-    tokenizers: dict[str, Any] | None = None
-    """`train_tokenizer`: arm -> reference of its tokenizer."""
+    """`join_cpt`: arm -> reference of its CPT model (a self-contained HF directory, tokenizer included)."""
     sft_metrics: dict[str, Any] | None = None
     sft_adapter: Any | None = None
     preference_metrics: dict[str, Any] | None = None
