@@ -1,25 +1,15 @@
-"""AzLLMFlow: adapt a foundation LLM to Azerbaijani, end to end.
+"""AzLLMFlow: adapt a foundation LLM to Azerbaijani, end to end. Each step's docstring says what it does;
+the graph:
 
-    start            validate the preset, record library versions and hardware
-    plan_data        evaluation text filtered; corpus cut into shards, shards into groups
-      prepare_shards   (foreach group, [compute] data_workers) repair, language ID, quality
-                       filters, PII, decontamination, MinHash signatures of each shard
-    join_data        exact + near dedup across all groups, mixing, train/validation split;
-                     chat records
-    train_tokenizer  Llama 3 style byte-level BPE; fertility vs Llama 3.2 and the base
-      pack_arm         (foreach arm: baseline | extend | replace) on CPU: tokenize the corpus
-                       once with the arm's tokenizer, pack it into blocks (the `packed` reference)
-        cpt_embeddings   (@parallel over the profile's nodes) adapt the vocabulary,
-                         train the embeddings only (pass-through for baseline)
-      join_embeddings    node 0 holds the model
-      start_full
-        cpt_full         (@parallel) all parameters, lower learning rate
+    start -> plan_data
+      prepare_shards       foreach group of corpus shards ([compute] data_workers)
+    join_data -> train_tokenizer
+      pack_arm             foreach arm (baseline | extend | replace), on CPU
+        cpt_embeddings     @parallel over the compute profile's nodes
+      join_embeddings -> start_full
+        cpt_full           @parallel
       join_full
-    join_cpt         bits per byte (and [eval] tasks) of base and every arm; pick the arm
-    sft_lora         LoRA SFT of the chosen arm on chat records (assistant tokens only)
-    preference       optional ([preference] method): DPO or GRPO on the SFT adapter; none passes through
-    evaluate         base vs CPT vs SFT (vs preference): BPB, generations, repetition, chrF, [eval] tasks
-    end              export the merged model with its model card, tag the run, say where results are
+    join_cpt -> sft_lora -> preference -> evaluate -> end
 
     python flows/azllm_flow.py run                                   # configs/demo.toml
     python flows/azllm_flow.py --config config configs/tiny.toml run
