@@ -115,11 +115,18 @@ def test_cards_need_no_network(tiny_run):
 
 
 def test_each_step_prints_what_it_does_and_how_long(tiny_run):
+    """The banner's words are the step's own docstring (its first paragraph): one description per step."""
+    import ast
+
     _, output = tiny_run
+    flow = ast.parse((REPO_ROOT / "flows" / "azllm_flow.py").read_text(encoding="utf-8"))
+    docs = {f.name: " ".join(ast.get_docstring(f).split("\n\n")[0].split())
+            for f in ast.walk(flow) if isinstance(f, ast.FunctionDef) and ast.get_docstring(f)}
     for step_name in ("start", "plan_data", "prepare_shards", "join_data", "train_tokenizer", "pack_arm",
                       "cpt_embeddings", "join_embeddings", "start_full", "cpt_full", "join_full", "join_cpt",
                       "sft_lora", "preference", "evaluate", "end"):
-        assert re.search(rf"\] {step_name}: \S.*\(preset 'tiny'\)", output), f"no start line for {step_name}"
+        banner = f"] {step_name}: {docs[step_name]} (preset 'tiny')"
+        assert banner in output, f"no start line for {step_name}: {banner!r}"
         assert re.search(rf"\] {step_name}: ran for [\d.]+ (s|min)", output), f"no duration line for {step_name}"
 
 
