@@ -42,7 +42,7 @@ def main() -> None:
     for name in (TRAIN, VALIDATION):
         (data / name).symlink_to(args.corpus.resolve())
     stage = run_tokenizer_stage(dataclasses.replace(cfg.tokenizer, sweep=()),
-                                base_tokenizer=cfg.model.tokenizer or cfg.model.name, arms=cpt.arms,
+                                base_tokenizer=cfg.model.tokenizer_name, arms=cpt.arms,
                                 data=PreparedData.at(data), out_dir=work / "tokenizers")
 
     def tokens(tokenizer_dir: Path) -> int:

@@ -104,7 +104,6 @@ class AzLLMFlow(FlowSpec):
     def train_tokenizer(self):
         """Train the BBPE tokenizer(s), build one tokenizer per CPT arm, measure fertility."""
         from azllm.data.layout import PreparedData
-        from azllm.steps.artifacts import base_tokenizer_name
         from azllm.steps.cards import tokenizer_card
         from azllm.steps.step import begin_step, save_dir
         from azllm.tokenizer.stage import run_tokenizer_stage
@@ -113,7 +112,7 @@ class AzLLMFlow(FlowSpec):
         data = PreparedData(data_dir=Path(current.model.loaded["data"]),
                             corpus_dir=Path(current.model.loaded["corpus"]))
         with save_dir("tokenizers") as out:
-            result = run_tokenizer_stage(cfg.tokenizer, base_tokenizer=base_tokenizer_name(cfg.model),
+            result = run_tokenizer_stage(cfg.tokenizer, base_tokenizer=cfg.model.tokenizer_name,
                                          arms=cfg.cpt.arms, data=data, out_dir=out)
             self.fertility = result.table
             self.tokenizers = {arm: current.model.save(str(path), label=f"tokenizer_{arm}", storage_format="files")

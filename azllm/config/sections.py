@@ -115,6 +115,11 @@ class ModelConfig:
             raise ConfigError("[model] name='tiny-random' has no tokenizer of its own: set model.tokenizer "
                               "(e.g. 'llama-3.2')")
 
+    @property
+    def tokenizer_name(self) -> str:
+        """The base model's tokenizer: `tokenizer` when set, else the model's own (`name`)."""
+        return self.tokenizer or self.name
+
 
 @dataclass(frozen=True, kw_only=True)
 class PhaseConfig:

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from azllm.config import ModelConfig
 from azllm.steps.step import save_dir
 
 
@@ -90,8 +89,3 @@ def load_optional(flow: Any, name: str) -> Path | None:
 
     ref = getattr(flow, name, None)
     return Path(current.model.load(ref)) if ref is not None else None
-
-
-def base_tokenizer_name(model_cfg: ModelConfig) -> str:
-    """The base model's tokenizer: explicit, or the model's own."""
-    return model_cfg.tokenizer or model_cfg.name
