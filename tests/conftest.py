@@ -107,6 +107,28 @@ def failed_sft_run():
     return run_id_of(output), output
 
 
+FAKE_SECRETS = {"HF_TOKEN": "hf_fakeTokenForLeakTest_8d1f0c2b9a",
+                "AWS_SECRET_ACCESS_KEY": "fakeAwsSecretForLeakTest/7Q2x"}
+"""Fake credentials in the environment of `cpt_failure_resumed` (tests/test_secrets.py looks for them)."""
+
+
+@pytest.fixture(scope="session")
+def cpt_failure_resumed(tmp_path_factory):
+    """(resumed metaflow.Run, output of the failed run, output of `resume`): a one-arm tiny run whose CPT
+    workers fail right after step 2's checkpoint (`AZLLM_FAIL_AFTER_TRAIN_STEP=cpt_full:2`), then resumed,
+    with fake secrets in the environment of both. One pair of runs serves the mid-training resume test
+    (tests/test_flow.py) and the leak search (tests/test_secrets.py)."""
+    preset = tmp_path_factory.mktemp("one-arm") / "tiny-one-arm.toml"
+    preset.write_text(f'inherit = "{TINY_PRESET}"\n[cpt]\narms = ["baseline"]\n')
+    failed = run_flow("--config", "config", str(preset), "run",
+                      env={**FAKE_SECRETS, "AZLLM_FAIL_AFTER_TRAIN_STEP": "cpt_full:2"})
+    failed_output = failed.stdout + failed.stderr
+    assert failed.returncode != 0, failed_output[-8000:]
+    resumed = run_flow("resume", "--origin-run-id", run_id_of(failed_output), env=FAKE_SECRETS)
+    run, resumed_output = finished_run(resumed)
+    return run, failed_output, resumed_output
+
+
 @pytest.fixture(scope="session")
 def demo_run():
     """(metaflow.Run, combined output) of the quick start's run: the default preset (configs/demo.toml),

@@ -1,7 +1,8 @@
 """Secrets never end up in a run: a fake HF token and AWS key in the environment of a flow run.
 
-Runs the tiny preset (one CPT arm, to keep it short) with ``HF_TOKEN`` and
-``AWS_SECRET_ACCESS_KEY`` set to fake values, then searches, for both values:
+The tiny preset's one-arm run that fails mid-CPT and is resumed (`cpt_failure_resumed` in
+conftest.py, shared with the resume test) has ``HF_TOKEN`` and ``AWS_SECRET_ACCESS_KEY`` set to
+fake values; this searches, for both values:
 every artifact of every task (pickled and repr), every card's HTML, every task's
 stdout and stderr, the console output of the run, and every file the run left in the
 local datastore (gzip-compressed blobs decompressed; tar archives are read raw).
@@ -17,12 +18,9 @@ import os
 import pickle
 from pathlib import Path
 
-import pytest
-
 from azllm.compute.secrets import find_secrets, hf_token, redact, secret_values
-from conftest import REPO_ROOT, TINY_PRESET, run_flow, run_id_of
-
-FAKE = {"HF_TOKEN": "hf_fakeTokenForLeakTest_8d1f0c2b9a", "AWS_SECRET_ACCESS_KEY": "fakeAwsSecretForLeakTest/7Q2x"}
+from conftest import FAKE_SECRETS as FAKE
+from conftest import REPO_ROOT
 
 
 def test_redaction_helpers():
@@ -50,24 +48,12 @@ def _file_bytes(path: Path) -> bytes:
     return data
 
 
-@pytest.fixture(scope="module")
-def run_with_fake_secrets(tmp_path_factory):
-    preset = tmp_path_factory.mktemp("secrets") / "tiny-one-arm.toml"
-    preset.write_text(f'inherit = "{TINY_PRESET}"\n[cpt]\narms = ["extend"]\n')
-    proc = run_flow("--config", "config", str(preset), "run", env=FAKE)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-8000:]
-    from metaflow import Run, namespace
-
-    namespace(None)
-    return Run(f"AzLLMFlow/{run_id_of(output)}"), output
-
-
-def test_fake_secrets_appear_nowhere_in_the_run(run_with_fake_secrets):
+def test_fake_secrets_appear_nowhere_in_the_run(cpt_failure_resumed):
     from metaflow.cards import get_cards
     from metaflow.plugins.cards.exception import CardNotPresentException
 
-    run, console = run_with_fake_secrets
+    run, failed_output, resumed_output = cpt_failure_resumed
+    console = failed_output + resumed_output
     leaks = _leaks(console, "the console output")
     counts = {"artifacts": 0, "cards": 0, "log_bytes": 0, "files": 0}
     for step in run:
