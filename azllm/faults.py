@@ -2,16 +2,17 @@
 
 `resume` reruns the failed step in a fresh process without the variable, so the
 same command line proves that a failed run picks up where it stopped. Failures inside
-the CPT workers (`AZLLM_FAIL_AFTER_TRAIN_STEP`) are `azllm.train.faults`.
+the CPT workers (`AZLLM_FAIL_AFTER_TRAIN_STEP` ...) are `azllm.train.faults`: the workers read
+them from the environment they inherit from the step.
 """
 
 from __future__ import annotations
 
 import os
 
-from azllm.train.faults import TRAIN_ENV_VAR, InjectedFailure, fail_after_train_step
+from azllm.train.faults import InjectedFailure
 
-__all__ = ["ENV_VAR", "TRAIN_ENV_VAR", "InjectedFailure", "fail_after_train_step", "maybe_fail"]
+__all__ = ["ENV_VAR", "InjectedFailure", "maybe_fail"]
 
 ENV_VAR = "AZLLM_FAIL_AT_STEP"
 

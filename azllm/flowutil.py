@@ -12,10 +12,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azllm.config import ModelConfig, PipelineConfig, load_pipeline_config
 from azllm.faults import maybe_fail
+
+if TYPE_CHECKING:
+    from azllm.train.phase import PhaseResult
 
 STEP_PURPOSE = {
     "start": "validating the preset, recording versions and hardware",
@@ -97,7 +100,7 @@ def live_phase_dir(name: str, *, max_steps: int, title: str) -> Iterator[Path]:
         yield out
 
 
-def store_phase(result: Any, label: str) -> tuple[dict, dict, dict | None]:
+def store_phase(result: PhaseResult, label: str) -> tuple[dict, dict, dict | None]:
     """(metrics, model reference, TensorBoard reference or None) of one CPT phase, stored with
     metaflow-checkpoint's `current.model.save` so later steps and notebooks can load them."""
     from metaflow import current

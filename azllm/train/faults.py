@@ -2,8 +2,9 @@
 
 ``AZLLM_FAIL_AFTER_TRAIN_STEP=cpt_full:3`` makes the workers of phase ``full`` (flow step
 ``cpt_full``) raise right after training step 3's checkpoint is complete. The workers read
-it from their environment, so it lives in no spec; :func:`azllm.train.launcher.run_cpt_phase`
-sets it for them when called with ``fail_after_step``.
+it from their environment, which they inherit from the flow step (or any launching process),
+so it lives in no spec and passes through no function; tests that call
+:func:`azllm.train.launcher.run_cpt_phase` directly give it as ``env={TRAIN_ENV_VAR: "cpt_full:3"}``.
 """
 
 from __future__ import annotations
