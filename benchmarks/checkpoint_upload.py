@@ -50,14 +50,15 @@ def run_mode(mode: str, *, cfg, model_dir: Path, blocks: Path, root: Path, steps
 
     from azllm.train.launcher import run_cpt_phase
     from azllm.train.metrics import read_metrics_records
+    from azllm.train.phase import TorchrunLayout
 
     full = dataclasses.replace(cfg.cpt.full, max_steps=steps, save_every_steps=save_every, log_every_steps=1,
                                warmup_steps=1)
-    cpt = dataclasses.replace(cfg.cpt, full=full, liger=False)
+    cpt = dataclasses.replace(cfg.cpt, full=full, runtime=dataclasses.replace(cfg.cpt.runtime, liger=False))
     work = root / mode
     t0 = time.perf_counter()
     run_cpt_phase(cpt, phase="full", model_dir=model_dir, blocks_path=blocks, out_dir=work / "out",
-                  work_dir=work / "work", nproc_per_node=2, checkpoint_store=store_url)
+                  work_dir=work / "work", layout=TorchrunLayout(nproc_per_node=2), checkpoint_store=store_url)
     wall = time.perf_counter() - t0
     records = read_metrics_records(work / "work" / "metrics.jsonl")
     saves = {r["step"]: r for r in records if r.get("event") == "checkpoint"}

@@ -21,7 +21,7 @@ and the best tokens/s. A sweep goes up the batch list and stops at the first
         --batch-sizes 8,16,18,20,24
 
 Configurations (``--configs``) are the trainer's own options (``CONFIGS``): ``liger``,
-``[cpt] activation_checkpointing`` (``ac`` = full, ``sac`` = selective) and ``[cpt] compile``.
+``[cpt.runtime] activation_checkpointing`` (``ac`` = full, ``sac`` = selective) and ``[cpt.runtime] compile``.
 
 tokens/s is per GPU (one process), over the steps after ``--warmup-steps``; MFU = tokens/s x
 FLOPs per token / bf16 peak, FLOPs per token = 4 N_mm + 2 N_mm_trainable + 12 L T H
@@ -64,7 +64,7 @@ SHAPE_DEFAULTS = {  # vocab list, sequence length, batch sizes
     "tiny": ("1024", 64, "1,2"),
 }
 CONFIGS = {
-    # name: the trainer's options (liger, [cpt] activation_checkpointing, [cpt] compile)
+    # name: the trainer's options (liger, [cpt.runtime] activation_checkpointing, [cpt.runtime] compile)
     "plain": (False, "none", False),
     "liger": (True, "none", False),
     "compile": (False, "none", True),
@@ -136,12 +136,14 @@ def run_child(job_path: Path) -> None:
 
     from azllm.train import cpt_worker
     from azllm.train.flops import peak_flops
-    from azllm.train.launcher import PhaseSpec
+    from azllm.train.phase import PhaseSpec
 
     job = json.loads(job_path.read_text(encoding="utf-8"))
-    spec = PhaseSpec(**job["spec"])
+    spec_path = job_path.with_name("spec.json")
+    spec_path.write_text(json.dumps(job["spec"]), encoding="utf-8")
+    spec = PhaseSpec.from_json(spec_path)  # rebuilds (and checks) hparams and runtime
     fake_oom_above = os.environ.get(FAKE_OOM_ENV)
-    if fake_oom_above and spec.train.micro_batch_size > int(fake_oom_above):
+    if fake_oom_above and spec.hparams.micro_batch_size > int(fake_oom_above):
         _raise_oom_inside_train(cpt_worker)
 
     result: dict = {"status": "ok"}
@@ -181,17 +183,18 @@ def summarise(metrics_path: Path, *, warmup_steps: int, peak: float | None) -> d
 
 def run_one(work: Path, *, config: str, model_dir: Path, blocks: Path, batch: int, args) -> dict:
     """One trainer run in a child process; returns the child's result (or an error record)."""
-    from azllm.config import PhaseConfig
+    from azllm.config import CptRuntime, PhaseConfig
 
     liger, ac, compile_layers = CONFIGS[config]
     run_dir = Path(tempfile.mkdtemp(prefix=f"{config}-b{batch}-", dir=work))
     train = PhaseConfig(lr=args.lr, max_steps=args.warmup_steps + args.steps, warmup_steps=0,
                         micro_batch_size=batch, log_every_steps=1, save_every_steps=0)
-    spec = dict(phase="full", train=asdict(train), model_dir=str(model_dir), blocks_path=str(blocks),
-                out_dir=str(run_dir / "out"), checkpoint_dir=str(run_dir / "checkpoints"),
+    runtime = CptRuntime(mixed_precision="auto", liger=liger, seed=args.seed, activation_checkpointing=ac,
+                         compile=compile_layers)
+    spec = dict(phase="full", hparams=asdict(train), runtime=asdict(runtime), model_dir=str(model_dir),
+                blocks_path=str(blocks), out_dir=str(run_dir / "out"), checkpoint_dir=str(run_dir / "checkpoints"),
                 tensorboard_dir=str(run_dir / "tensorboard"), metrics_path=str(run_dir / "metrics.jsonl"),
-                mixed_precision="auto", liger=liger, seed=args.seed, activation_checkpointing=ac,
-                compile=compile_layers, export=False)
+                save_outputs=False)
     job = run_dir / "job.json"
     job.write_text(json.dumps({"spec": spec, "warmup_steps": args.warmup_steps}), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

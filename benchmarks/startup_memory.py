@@ -32,15 +32,26 @@ SEQ = 64
 
 def worker(spec_path: Path, out_dir: Path) -> None:
     """Inside torchrun: record peak RSS at the first batch, then run the trainer of this checkout."""
+    raw = json.loads(spec_path.read_text(encoding="utf-8"))  # the flat layout of older checkouts
     try:
+        from azllm.config import CptRuntime, PhaseConfig
         from azllm.train import blocks as data_module
         from azllm.train import cpt_worker as worker_module
-        from azllm.train.launcher import PhaseSpec
-    except ImportError:  # a checkout from before the split
-        from azllm.train import cpt as worker_module
-        from azllm.train.cpt import PhaseSpec
+        from azllm.train.phase import PhaseSpec
 
-        data_module = worker_module
+        runtime = CptRuntime(**{k: raw.pop(k) for k in ("mixed_precision", "liger", "seed")})
+        spec = PhaseSpec(hparams=PhaseConfig(**raw.pop("train")), runtime=runtime, **raw)
+    except ImportError:  # a checkout from before azllm.train.phase (flat spec)
+        try:
+            from azllm.train import blocks as data_module
+            from azllm.train import cpt_worker as worker_module
+            from azllm.train.launcher import PhaseSpec
+        except ImportError:  # a checkout from before the split
+            from azllm.train import cpt as worker_module
+            from azllm.train.cpt import PhaseSpec
+
+            data_module = worker_module
+        spec = PhaseSpec(**raw)
     original = data_module.BlockStream.next_batch
     rank = int(os.environ["RANK"])
 
@@ -52,7 +63,7 @@ def worker(spec_path: Path, out_dir: Path) -> None:
         return original(self)
 
     data_module.BlockStream.next_batch = next_batch
-    worker_module.train(PhaseSpec.from_json(spec_path))
+    worker_module.train(spec)
 
 
 def main(argv: list[str] | None = None) -> None:

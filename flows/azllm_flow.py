@@ -146,8 +146,9 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_embeddings(self):
         """Phase 1: adapt the vocabulary (FVT init) and train the embeddings only."""
+        from dataclasses import asdict
+
         from azllm.compute.distributed import checkpoint_stores, torchrun_layout
-        from azllm.faults import fail_after_train_step
         from azllm.steps.artifacts import live_phase_dir, store_phase
         from azllm.steps.cards import cpt_card
         from azllm.steps.step import begin_step
@@ -162,13 +163,12 @@ class AzLLMFlow(FlowSpec):
                                             tokenizer_dir=Path(current.model.load(self.tokenizers[self.arm])),
                                             corpus=load_arm_corpus(Path(current.model.loaded["packed"]),
                                                                    self.pack_stats), out_dir=out,
-                                            resume_from=loaded_checkpoint_for_this_run(),
-                                            fail_after_step=fail_after_train_step("cpt_embeddings"), layout=layout,
+                                            resume_from=loaded_checkpoint_for_this_run(), layout=layout,
                                             **checkpoint_stores(layout, "cpt_embeddings", self.arm))
             if layout.is_main_node:  # node 0 exports the model; the other nodes only trained their shards
                 self.embeddings_metrics, self.embeddings_model, self.embeddings_tensorboard = store_phase(
                     result, f"cpt_embeddings_{self.arm}")
-        self.cpt_layout = layout.as_kwargs()
+        self.cpt_layout = asdict(layout)  # nproc_per_node, nnodes, node_rank, master_addr, master_port
         current.card.extend(cpt_card(result.metrics, arm=self.arm, phase="embeddings", node_rank=layout.node_rank))
         self.next(self.join_embeddings)
 
@@ -197,8 +197,9 @@ class AzLLMFlow(FlowSpec):
     @step
     def cpt_full(self):
         """Phase 2: all parameters at a lower learning rate."""
+        from dataclasses import asdict
+
         from azllm.compute.distributed import checkpoint_stores, torchrun_layout
-        from azllm.faults import fail_after_train_step
         from azllm.steps.artifacts import live_phase_dir, store_phase
         from azllm.steps.cards import cpt_card
         from azllm.steps.step import begin_step
@@ -212,12 +213,11 @@ class AzLLMFlow(FlowSpec):
             result = train_full_phase(cfg, init_dir=Path(current.model.loaded["embeddings_model"]),
                                       corpus=load_arm_corpus(Path(current.model.loaded["packed"]), self.pack_stats),
                                       out_dir=out,
-                                      resume_from=loaded_checkpoint_for_this_run(),
-                                      fail_after_step=fail_after_train_step("cpt_full"), layout=layout,
+                                      resume_from=loaded_checkpoint_for_this_run(), layout=layout,
                                       **checkpoint_stores(layout, "cpt_full", self.arm))
             if layout.is_main_node:
                 self.full_metrics, self.full_model, self.full_tensorboard = store_phase(result, f"cpt_full_{self.arm}")
-        self.cpt_layout = layout.as_kwargs()
+        self.cpt_layout = asdict(layout)  # nproc_per_node, nnodes, node_rank, master_addr, master_port
         current.card.extend(cpt_card(result.metrics, arm=self.arm, phase="full", node_rank=layout.node_rank))
         self.next(self.join_full)
 

@@ -348,6 +348,7 @@ def test_block_size_longer_than_the_model_context_is_refused_before_torchrun(tmp
 
     from azllm.config import CptConfig
     from azllm.train.launcher import run_cpt_phase
+    from azllm.train.phase import TorchrunLayout
 
     LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=64).save_pretrained(tmp_path / "model")
@@ -355,7 +356,7 @@ def test_block_size_longer_than_the_model_context_is_refused_before_torchrun(tmp
     with pytest.raises(ConfigError, match=r"block_size = 128 is longer than the model's context.*<= 64"):
         run_cpt_phase(CptConfig(block_size=128), phase="full", model_dir=tmp_path / "model",
                       blocks_path=tmp_path / "blocks.npy", out_dir=tmp_path / "out", work_dir=tmp_path / "work",
-                      nproc_per_node=1)
+                      layout=TorchrunLayout(nproc_per_node=1))
     assert not (tmp_path / "work").exists()
 
 
@@ -426,8 +427,10 @@ def test_resume_with_changed_settings_stops_unless_allowed_then_applies_them(tin
     import torch
     from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+    from azllm.train.faults import TRAIN_ENV_VAR
     from azllm.train.launcher import WorkerError, run_cpt_phase
     from azllm.train.metrics import read_metrics, read_metrics_records
+    from azllm.train.phase import TorchrunLayout
 
     base = tiny_base
     blocks16 = tmp_path / "blocks16.npy"
@@ -437,10 +440,10 @@ def test_resume_with_changed_settings_stops_unless_allowed_then_applies_them(tin
 
     def launch(cfg, blocks, **kw):
         return run_cpt_phase(cfg, phase="full", model_dir=base["tied"], blocks_path=blocks, out_dir=out,
-                             work_dir=work, nproc_per_node=1, **kw)
+                             work_dir=work, layout=TorchrunLayout(nproc_per_node=1), **kw)
 
     with pytest.raises(WorkerError, match="injected failure"):
-        launch(_cpt("full", **train), base["blocks"], fail_after_step=4)
+        launch(_cpt("full", **train), base["blocks"], env={TRAIN_ENV_VAR: "cpt_full:4"})
     shutil.rmtree(work / "checkpoints" / "step-000004")
     launches = (work / "worker.log").read_text().count("$ ")
 

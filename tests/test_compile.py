@@ -32,7 +32,7 @@ import pytest
 from test_compute import FLOW_FILE, compute_decorators, flow_steps_and_parallel, mutated_flow_class
 
 from azllm.compute.profile import load_compute_profile
-from azllm.train.launcher import free_port
+from azllm.train.phase import free_port
 from conftest import REPO_ROOT, TINY_PRESET
 
 QUEUES = ("azllm-cpu", "azllm-p4d", "azllm-p5", "azllm-g5")

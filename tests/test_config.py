@@ -39,6 +39,16 @@ def test_unknown_key_names_key_and_file():
         parse_config_text("[cpt]\nblok_size = 3\n", source="my.toml")
 
 
+@pytest.mark.parametrize("key", ["liger", "mixed_precision", "seed", "activation_checkpointing", "compile",
+                                 "sharding", "collective_timeout_s", "allow_config_change_on_resume"])
+def test_a_runtime_key_left_in_cpt_names_its_new_place(key):
+    """An older preset's ``[cpt] liger = true``: the error names the key and ``[cpt.runtime]``."""
+    with pytest.raises(ConfigError, match=rf"old\.toml: \[cpt\] {key}: .*\[cpt\.runtime\].*`\[cpt\.runtime\] {key}`"):
+        parse_config_text(f"[cpt]\n{key} = 1\n", source="old.toml")
+    runtime = parse_config_text('[cpt.runtime]\nliger = false\nsharding = "fsdp"\n').cpt.runtime
+    assert (runtime.liger, runtime.sharding) == (False, "fsdp")
+
+
 def test_unknown_section_is_an_error():
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['trainer'\]"):
         parse_config_text("[trainer]\nx = 1\n")

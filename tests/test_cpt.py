@@ -18,14 +18,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from azllm.config import CptConfig, PhaseConfig
+from azllm.config import CptConfig, CptRuntime, PhaseConfig
 from azllm.train.blocks import BlockStream, load_training_blocks
 from azllm.train.checkpointing import list_checkpoints
-from azllm.train.faults import AT_STEP_ENV_VAR
-from azllm.train.launcher import PhaseSpec, WorkerError, run_cpt_phase
+from azllm.train.faults import AT_STEP_ENV_VAR, TRAIN_ENV_VAR
+from azllm.train.launcher import WorkerError, run_cpt_phase
 from azllm.train.metrics import read_metrics, read_metrics_records
+from azllm.train.phase import PhaseSpec, TorchrunLayout
 
 BLOCK_SIZE = 32
+TWO = TorchrunLayout(nproc_per_node=2)
 TEXTS = [
     "Azərbaycan Respublikasının paytaxtı Bakı şəhəridir.",
     "Yeni bir dil öyrənmək ünsiyyət imkanlarını genişləndirir.",
@@ -73,20 +75,20 @@ def tiny_base(tmp_path_factory) -> dict[str, Path]:
     return dirs
 
 
-def _cpt(phase: str, options: dict | None = None, **train) -> CptConfig:
+def _cpt(phase: str, runtime: dict | None = None, **train) -> CptConfig:
     defaults = {"lr": 3e-3, "max_steps": 6, "micro_batch_size": 2, "warmup_steps": 1, "log_every_steps": 1}
     pc = PhaseConfig(**{**defaults, **train})
-    return CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, **(options or {}), **{phase: pc})
+    return CptConfig(block_size=BLOCK_SIZE, runtime=CptRuntime(liger=False, seed=7, **(runtime or {})), **{phase: pc})
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(model_dir / "model.safetensors")
 
 
-def _run(tiny_base, tmp_path, phase, model="tied", work="work", options=None, **train):
-    return run_cpt_phase(_cpt(phase, options, **train), phase=phase, model_dir=tiny_base[model],
+def _run(tiny_base, tmp_path, phase, model="tied", work="work", runtime=None, **train):
+    return run_cpt_phase(_cpt(phase, runtime, **train), phase=phase, model_dir=tiny_base[model],
                          blocks_path=tiny_base["blocks"], out_dir=tmp_path / f"{work}-out",
-                         work_dir=tmp_path / work, nproc_per_node=2)
+                         work_dir=tmp_path / work, layout=TWO)
 
 
 def _plain_first_loss(tiny_base, model: str) -> float:
@@ -144,7 +146,7 @@ def full_runs(tiny_base, tmp_path_factory):
     with pytest.raises(WorkerError, match="injected failure") as failed:
         run_cpt_phase(_cpt("full", **train), phase="full", model_dir=tiny_base["tied"],
                       blocks_path=tiny_base["blocks"], out_dir=tmp / "resumed-out",
-                      work_dir=tmp / "resumed", nproc_per_node=2, fail_after_step=6)
+                      work_dir=tmp / "resumed", layout=TWO, env={TRAIN_ENV_VAR: "cpt_full:6"})
     assert not (tmp / "resumed-out").exists()
     ckpts = tmp / "resumed" / "checkpoints"
     assert [p.name for p in list_checkpoints(ckpts)] == ["step-000003", "step-000006"]
@@ -213,7 +215,8 @@ def test_embeddings_checkpoints_hold_no_frozen_weights_and_resume_exactly(tiny_b
     with pytest.raises(WorkerError, match="injected failure"):
         run_cpt_phase(_cpt("embeddings", **train), phase="embeddings", model_dir=tiny_base["untied"],
                       blocks_path=tiny_base["blocks"], out_dir=tmp_path / "resumed-out",
-                      work_dir=tmp_path / "resumed", nproc_per_node=2, fail_after_step=3)
+                      work_dir=tmp_path / "resumed", layout=TWO,
+                      env={TRAIN_ENV_VAR: "cpt_embeddings:3"})
     saved = FileSystemReader(str(tmp_path / "resumed" / "checkpoints" / "step-000003")).read_metadata()
     model_keys = {k.removeprefix("model.") for k in saved.state_dict_metadata if k.startswith("model.")}
     assert model_keys == {"model.embed_tokens.weight", "lm_head.weight"}, model_keys
@@ -228,29 +231,36 @@ def test_missing_inputs_fail_clearly(tiny_base, tmp_path):
     with pytest.raises(FileNotFoundError, match="pack_corpus"):
         run_cpt_phase(_cpt("full"), phase="full", model_dir=tiny_base["tied"],
                       blocks_path=tmp_path / "nope.npy", out_dir=tmp_path / "o", work_dir=tmp_path / "w",
-                      nproc_per_node=2)
+                      layout=TWO)
     with pytest.raises(FileNotFoundError, match="pack_corpus"):
         load_training_blocks(tmp_path / "nope.npy")
     with pytest.raises(FileNotFoundError, match="config.json"):
         run_cpt_phase(_cpt("full"), phase="full", model_dir=tmp_path, blocks_path=tiny_base["blocks"],
-                      out_dir=tmp_path / "o", work_dir=tmp_path / "w", nproc_per_node=2)
+                      out_dir=tmp_path / "o", work_dir=tmp_path / "w", layout=TWO)
     with pytest.raises(ValueError, match="phase"):
         run_cpt_phase(_cpt("full"), phase="lora", model_dir=tiny_base["tied"],
                       blocks_path=tiny_base["blocks"], out_dir=tmp_path / "o", work_dir=tmp_path / "w",
-                      nproc_per_node=2)
+                      layout=TWO)
 
 
 def test_spec_round_trips_and_validates(tmp_path):
-    spec = PhaseSpec(phase="full", train=PhaseConfig(max_steps=3), model_dir="m", blocks_path="b.npy",
-                     out_dir="o", checkpoint_dir="c", tensorboard_dir="t", metrics_path="x.jsonl")
+    spec = PhaseSpec(phase="full", hparams=PhaseConfig(max_steps=3), runtime=CptRuntime(seed=3), model_dir="m",
+                     blocks_path="b.npy", out_dir="o", checkpoint_dir="c", tensorboard_dir="t",
+                     metrics_path="x.jsonl")
     path = tmp_path / "spec.json"
     path.write_text(spec.to_json())
     assert PhaseSpec.from_json(path) == spec
     raw = json.loads(spec.to_json())
-    raw["train"]["max_steps"] = 0
+    raw["hparams"]["max_steps"] = 0
     path.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="max_steps"):
         PhaseSpec.from_json(path)
+    raw["hparams"]["max_steps"], raw["runtime"]["sharding"] = 3, "ddp"  # the runtime section is checked too
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"\[cpt.runtime\] sharding='ddp'"):
+        PhaseSpec.from_json(path)
+    with pytest.raises(ValueError, match="phase='lora'"):
+        PhaseSpec(**{**vars(spec), "phase": "lora"})
 
 
 def test_block_stream_is_deterministic_disjoint_and_resumable():
@@ -279,7 +289,7 @@ def plain_run(tiny_base, tmp_path_factory):
 def test_activation_checkpointing_gives_the_same_losses(tiny_base, plain_run, tmp_path):
     """Recomputing the layers in backward changes memory, not the numbers: per-step losses and
     final weights of the same seed agree with the plain run within 1e-5."""
-    result = _run(tiny_base, tmp_path, "full", options={"activation_checkpointing": "full"}, **OPTION_TRAIN)
+    result = _run(tiny_base, tmp_path, "full", runtime={"activation_checkpointing": "full"}, **OPTION_TRAIN)
     start = [r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start"]
     assert start[-1]["activation_checkpointing"] == "full"
     _assert_same_run(result, plain_run, tol=1e-5)
@@ -288,8 +298,8 @@ def test_activation_checkpointing_gives_the_same_losses(tiny_base, plain_run, tm
 def test_compile_and_selective_checkpointing_give_the_same_losses(tiny_base, plain_run, tmp_path):
     """torch.compile of each decoder layer (inductor, C++ on CPU; ~1 min cold on 2 cores) around
     selective checkpointing (one run for both, to keep CI short): the same losses within 1e-5."""
-    options = {"compile": True, "activation_checkpointing": "selective"}
-    result = _run(tiny_base, tmp_path, "full", options=options, **OPTION_TRAIN)
+    runtime = {"compile": True, "activation_checkpointing": "selective"}
+    result = _run(tiny_base, tmp_path, "full", runtime=runtime, **OPTION_TRAIN)
     start = [r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start"]
     assert (start[-1]["compile"], start[-1]["activation_checkpointing"]) == (True, "selective")
     _assert_same_run(result, plain_run, tol=1e-5)
@@ -344,4 +354,4 @@ def test_azllm_cpt_command_trains_resumes_and_rejects_bad_input(tmp_path, repo_r
         assert messages[flag] in capsys.readouterr().err, flag
     if not torch.cuda.is_available():
         assert main(args[:-1] + ["0"]) == 2
-        assert "nproc must be >= 1" in capsys.readouterr().err
+        assert "nproc_per_node must be >= 1" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def test_one_directory_and_the_eval_files(tmp_path):
 
 
 def test_the_flow_halves_hold_only_their_files(tmp_path):
-    """`corpus` holds train.jsonl alone, `data` the rest (flowutil.save_prepared_data): a step that
+    """`corpus` holds train.jsonl alone, `data` the rest (steps.artifacts.save_prepared_data): a step that
     loaded one half is told which reference to load, instead of getting a path that is not there."""
     corpus, rest = tmp_path / "corpus", tmp_path / "data"
     _touch(corpus, *CORPUS_FILES)

@@ -231,7 +231,7 @@ def moto_s3(monkeypatch):
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from azllm.train.launcher import free_port
+    from azllm.train.phase import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -16,9 +16,11 @@ import pytest
 import torch
 from test_cpt import BLOCK_SIZE, _plain_first_loss, _weights, tiny_base  # noqa: F401 - tiny_base is a fixture
 
-from azllm.config import CptConfig, PhaseConfig
+from azllm.config import CptConfig, CptRuntime, PhaseConfig
+from azllm.train.faults import TRAIN_ENV_VAR
 from azllm.train.launcher import run_cpt_phase
 from azllm.train.metrics import read_metrics_records
+from azllm.train.phase import TorchrunLayout
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch)")]
@@ -31,13 +33,15 @@ def _nproc() -> int:
 
 
 def _gpu_run(tiny_base, root, name: str, *, steps: int = STEPS, phase: str = "full",  # noqa: F811
-             model: str = "tied", fail_after_step: int | None = None, save_every_steps: int = 0, **options):
+             model: str = "tied", fail_after_step: int | None = None, save_every_steps: int = 0, **runtime):
     train = PhaseConfig(lr=3e-3, max_steps=steps, micro_batch_size=2, warmup_steps=1, log_every_steps=1,
                         save_every_steps=save_every_steps)
-    cfg = CptConfig(block_size=BLOCK_SIZE, seed=7, **{phase: train}, **{"liger": False, **options})
+    cfg = CptConfig(block_size=BLOCK_SIZE, runtime=CptRuntime(**{"seed": 7, "liger": False, **runtime}),
+                    **{phase: train})
     result = run_cpt_phase(cfg, phase=phase, model_dir=tiny_base[model], blocks_path=tiny_base["blocks"],
-                           out_dir=root / f"{name}-out", work_dir=root / name, nproc_per_node=_nproc(),
-                           fail_after_step=fail_after_step)
+                           out_dir=root / f"{name}-out", work_dir=root / name,
+                           layout=TorchrunLayout(nproc_per_node=_nproc()),
+                           env=None if fail_after_step is None else {TRAIN_ENV_VAR: f"cpt_{phase}:{fail_after_step}"})
     start = next(r for r in read_metrics_records(root / name / "metrics.jsonl") if r.get("event") == "start")
     return result, start
 

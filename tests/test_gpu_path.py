@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_sft import build_tiny_tokenizer
 
-from azllm.config import ConfigError, CptConfig
+from azllm.config import ConfigError, CptConfig, CptRuntime
 from azllm.eval.bpb import DEFAULT_CONTEXT_LENGTH, evaluate_bpb, read_texts
 
 
@@ -76,16 +76,17 @@ def test_device_check_creates_no_cuda_context_here():
 
 
 def test_liger_with_compile_is_refused_with_the_fix():
-    with pytest.raises(ConfigError, match=r"\[cpt\] liger = true with compile = true.*set compile = false"):
-        CptConfig(liger=True, compile=True)
-    assert CptConfig(liger=False, compile=True).compile and CptConfig(liger=True, compile=False).liger
+    with pytest.raises(ConfigError, match=r"\[cpt.runtime\] liger = true with compile = true.*set compile = false"):
+        CptConfig(runtime=CptRuntime(liger=True, compile=True))
+    assert CptRuntime(liger=False, compile=True).compile and CptRuntime(liger=True, compile=False).liger
 
 
 def test_attn_implementation_reaches_the_cpt_workers(long_context_model, tmp_path):
     """run_cpt_phase -> PhaseSpec -> the worker's meta-device build (tests/test_liger.py checks a
     worker's start record)."""
-    from azllm.train.launcher import PhaseSpec, phase_spec
+    from azllm.train.launcher import phase_spec
     from azllm.train.parallelize import build_meta_model
+    from azllm.train.phase import PhaseSpec
 
     model, _ = long_context_model
     model.config.save_pretrained(tmp_path / "model")

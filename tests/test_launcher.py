@@ -21,16 +21,13 @@ from azllm.train.checkpointing import (
     restore_checkpoint,
     save_checkpoint,
 )
-from azllm.train.launcher import (
-    WorkerError,
-    free_port,
-    run_torchrun,
-    torchrun_command,
-)
+from azllm.train.launcher import WorkerError, run_torchrun, torchrun_command
+from azllm.train.phase import TorchrunLayout, free_port
 
 
 def test_single_node_is_standalone():
-    cmd = torchrun_command("azllm.train.cpt_worker", ["--spec", "s.json"], nproc_per_node=2, master_port=1234)
+    cmd = torchrun_command("azllm.train.cpt_worker", ["--spec", "s.json"],
+                           TorchrunLayout(nproc_per_node=2, master_port=1234))
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--standalone" in cmd and "--nnodes=1" in cmd and "--nproc_per_node=2" in cmd
     assert not any(a.startswith(("--master_port", "--master_addr", "--node_rank")) for a in cmd)
@@ -38,22 +35,23 @@ def test_single_node_is_standalone():
 
 
 def test_multi_node_flags():
-    cmd = torchrun_command("azllm.train.cpt_worker", ["--spec", "s.json"], nproc_per_node=8, nnodes=4,
-                           node_rank=2, master_addr="10.0.0.5", master_port=29600)
+    cmd = torchrun_command("azllm.train.cpt_worker", ["--spec", "s.json"],
+                           TorchrunLayout(nproc_per_node=8, nnodes=4, node_rank=2, master_addr="10.0.0.5",
+                                          master_port=29600))
     assert "--standalone" not in cmd
     for flag in ("--nnodes=4", "--node_rank=2", "--master_addr=10.0.0.5", "--master_port=29600",
                  "--nproc_per_node=8"):
         assert flag in cmd
     # worker module and its args come after every torchrun flag
     assert cmd.index("-m", 3) > max(cmd.index(f) for f in ("--nnodes=4", "--nproc_per_node=8"))
-    default_port = torchrun_command("m", [], nproc_per_node=1, nnodes=2, node_rank=1, master_addr="h")
+    default_port = torchrun_command("m", [], TorchrunLayout(nproc_per_node=1, nnodes=2, node_rank=1, master_addr="h"))
     assert "--master_port=29500" in default_port
 
 
 @pytest.mark.parametrize("kwargs", [{"nproc_per_node": 0}, {"nproc_per_node": 1, "nnodes": 2, "node_rank": 2}])
 def test_bad_topology(kwargs):
     with pytest.raises(ValueError, match="must be|node_rank"):
-        torchrun_command("m", [], **kwargs)
+        TorchrunLayout(**kwargs)
 
 
 def test_free_port_is_bindable():
@@ -69,7 +67,7 @@ def test_parallel_args_from_env(monkeypatch):
     monkeypatch.setenv("MF_PARALLEL_MAIN_IP", "10.1.2.3")
     args = parallel_torchrun_args()
     assert args == {"nnodes": 3, "node_rank": 1, "master_addr": "10.1.2.3"}
-    cmd = torchrun_command("m", [], nproc_per_node=8, **args)
+    cmd = torchrun_command("m", [], TorchrunLayout(nproc_per_node=8, **args))
     assert "--node_rank=1" in cmd and "--master_addr=10.1.2.3" in cmd
 
 

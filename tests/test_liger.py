@@ -25,9 +25,10 @@ import pytest
 import torch
 from test_cpt import BLOCK_SIZE, tiny_base  # noqa: F401 - tiny_base is a fixture
 
-from azllm.config import CptConfig, PhaseConfig
+from azllm.config import CptConfig, CptRuntime, PhaseConfig
 from azllm.train.launcher import run_cpt_phase
 from azllm.train.metrics import read_metrics_records
+from azllm.train.phase import TorchrunLayout
 
 # Looked up, not imported: this process must not define Triton kernels (the subprocesses interpret them)
 pytestmark = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("liger_kernel", "triton")),
@@ -115,10 +116,11 @@ def test_worker_with_liger_and_selective_ac_matches_plain(tiny_base, tmp_path, m
     for key, value in interpreter_env(AZLLM_TRITON_LAUNCHES=str(launches)).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE / "liger_site"), os.environ["PYTHONPATH"]]))
-    cfg = CptConfig(block_size=BLOCK_SIZE, seed=7, liger=True, activation_checkpointing="selective",
+    cfg = CptConfig(block_size=BLOCK_SIZE, runtime=CptRuntime(seed=7, liger=True, activation_checkpointing="selective"),
                     full=PhaseConfig(**WORKER_TRAIN))
     result = run_cpt_phase(cfg, phase="full", model_dir=tiny_base["tied"], blocks_path=tiny_base["blocks"],
-                           out_dir=tmp_path / "out", work_dir=tmp_path / "work", nproc_per_node=2)
+                           out_dir=tmp_path / "out", work_dir=tmp_path / "work",
+                           layout=TorchrunLayout(nproc_per_node=2))
     start = next(r for r in read_metrics_records(tmp_path / "work" / "metrics.jsonl") if r.get("event") == "start")
     assert start["liger"] is True and start["activation_checkpointing"] == "selective", start
     assert start["attn_implementation"] == "sdpa", start

@@ -27,8 +27,9 @@ import torch
 from test_cpt import BLOCK_SIZE, _cpt, _weights, tiny_base  # noqa: F401 - tiny_base is a fixture
 
 from azllm.train.checkpointing import KEPT_AFTER_PHASE, CheckpointStore, store_checkpoints, store_problems
-from azllm.train.faults import KILL_ENV_VAR
-from azllm.train.launcher import free_port, run_cpt_phase
+from azllm.train.faults import KILL_ENV_VAR, TRAIN_ENV_VAR
+from azllm.train.launcher import run_cpt_phase
+from azllm.train.phase import TorchrunLayout, free_port
 from conftest import REPO_ROOT, run_id_of
 
 TRAIN = {"lr": 1e-2, "max_steps": 6, "micro_batch_size": 2, "warmup_steps": 1, "log_every_steps": 1}
@@ -44,12 +45,12 @@ def _run_gang(tiny_base, root: Path, nnodes: int, nproc_per_node: int, train: di
 
     def node(rank: int) -> None:
         try:
+            layout = TorchrunLayout(nproc_per_node=nproc_per_node, nnodes=nnodes, node_rank=rank,
+                                    master_addr="127.0.0.1", master_port=port)
             results[rank] = run_cpt_phase(_cpt("full", {"collective_timeout_s": 60}, **train), phase="full",
                                           model_dir=tiny_base["tied"],
                                           blocks_path=tiny_base["blocks"], out_dir=root / f"node{rank}-out",
-                                          work_dir=root / f"node{rank}", nproc_per_node=nproc_per_node,
-                                          nnodes=nnodes, node_rank=rank, master_addr="127.0.0.1",
-                                          master_port=port, **kwargs)
+                                          work_dir=root / f"node{rank}", layout=layout, **kwargs)
         except Exception as e:  # noqa: BLE001 - re-raised below with the node
             errors.append((rank, e))
 
@@ -150,7 +151,7 @@ def test_hsdp_on_two_nodes_resumes_like_fsdp_on_one(tiny_base, tmp_path, s3_stor
     losses and final weights."""
     train = {**TRAIN, "max_steps": 3, "save_every_steps": 2}
     _run_gang(tiny_base, tmp_path / "hsdp", nnodes=2, nproc_per_node=2, train=train, checkpoint_store=s3_store,
-              fail_after_step=2, expect_failure=True)
+              env={TRAIN_ENV_VAR: "cpt_full:2"}, expect_failure=True)
     hsdp = _run_gang(tiny_base, tmp_path / "hsdp", nnodes=2, nproc_per_node=2, train=train, checkpoint_store=s3_store)
     fsdp = _run_gang(tiny_base, tmp_path / "fsdp", nnodes=1, nproc_per_node=4, train=train)
     assert hsdp.metrics["resumed_at_steps"] == [3]
@@ -199,17 +200,20 @@ class GangFlow(FlowSpec):
     @parallel
     @step
     def train(self):
+        from dataclasses import asdict
+
         from azllm.compute.distributed import checkpoint_stores, torchrun_layout
-        from azllm.config import ComputeConfig, CptConfig, PhaseConfig
+        from azllm.config import ComputeConfig, CptConfig, CptRuntime, PhaseConfig
         from azllm.train.launcher import run_cpt_phase
 
         layout = torchrun_layout(ComputeConfig(profile="local-2nodes", nproc_per_node=1), "cpt_full")
-        cfg = CptConfig(block_size=BLOCK_SIZE, liger=False, seed=7, full=PhaseConfig(**TRAIN, save_every_steps=3))
+        cfg = CptConfig(block_size=BLOCK_SIZE, runtime=CptRuntime(liger=False, seed=7),
+                        full=PhaseConfig(**TRAIN, save_every_steps=3))
         node = Path(self.out) / f"node{layout.node_rank}"
         self.stores = checkpoint_stores(layout, "train", self.arm)
         result = run_cpt_phase(cfg, phase="full", model_dir=Path(self.model_dir), blocks_path=Path(self.blocks),
-                               out_dir=node / "model", work_dir=node / "work", **self.stores, **layout.as_kwargs())
-        self.layout = layout.as_kwargs()
+                               out_dir=node / "model", work_dir=node / "work", layout=layout, **self.stores)
+        self.layout = asdict(layout)
         self.full_metrics = result.metrics if layout.is_main_node else None
         self.next(self.join)
 

@@ -6,7 +6,7 @@ runs one task per node and tells each its place through ``current.parallel``. Ea
 node launches torchrun with the :class:`TorchrunLayout` from :func:`torchrun_layout`:
 
     layout = torchrun_layout(cfg.compute, "cpt_full")     # inside the step
-    run_cpt_phase(..., **layout.as_kwargs())              # nproc_per_node, nnodes, node_rank, ...
+    run_cpt_phase(..., layout=layout)                     # nproc_per_node, nnodes, node_rank, ...
 
 Locally (``configs/compute/local-2nodes.toml``) the gang is two processes on this host
 with one gloo worker each; on Kubernetes it is a JobSet, on AWS Batch a multi-node
@@ -19,7 +19,8 @@ import os
 import zlib
 
 from azllm.compute.profile import load_compute_profile
-from azllm.train.launcher import DEFAULT_MASTER_PORT, TorchrunLayout, training_processes_per_node
+from azllm.train.launcher import training_processes_per_node
+from azllm.train.phase import DEFAULT_MASTER_PORT, TorchrunLayout
 
 __all__ = ["TorchrunLayout", "checkpoint_stores", "num_nodes", "parallel_torchrun_args", "rendezvous_port",
            "torchrun_layout"]
@@ -29,7 +30,7 @@ LOCAL_PORT_RANGE = (20000, 40000)
 
 
 def parallel_torchrun_args() -> dict:
-    """``nnodes``, ``node_rank``, ``master_addr`` for ``torchrun_command`` in an ``@parallel`` step.
+    """``nnodes``, ``node_rank``, ``master_addr`` of this node in an ``@parallel`` step (:func:`torchrun_layout`).
 
     Read from Metaflow's ``current.parallel``; outside ``@parallel`` it falls back to the
     ``MF_PARALLEL_*`` environment (what ``@parallel`` sets), i.e. one node on 127.0.0.1.

@@ -27,6 +27,7 @@ from azllm.config.sections import (
     INIT_METHODS,
     ComputeConfig,
     CptConfig,
+    CptRuntime,
     CustomTaskConfig,
     EvalConfig,
     LoraConfig,
@@ -41,7 +42,8 @@ from azllm.config.sections import (
 
 __all__ = [
     "ARMS", "DEFAULT_PROMPTS", "INIT_METHODS", "PROJECT_ROOT", "ComputeConfig", "ConfigError", "CptConfig",
-    "CustomTaskConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PhaseConfig", "PipelineConfig",
+    "CptRuntime", "CustomTaskConfig", "DataConfig", "EvalConfig", "LoraConfig", "ModelConfig", "PhaseConfig",
+    "PipelineConfig",
     "PreferenceConfig", "QualityConfig", "SftConfig",
     "TinyModelConfig", "TokenizerConfig", "cache_dir", "config_from_dict", "load_pipeline_config",
     "ordinary_permissions", "parse_config", "parse_config_text", "resolve_path", "section_from_dict",

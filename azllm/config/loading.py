@@ -74,6 +74,12 @@ def section_from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
     allowed = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - allowed)
     if unknown:
+        for key in unknown:  # a key of a sub-table given one level up, e.g. an old preset's [cpt] liger
+            homes = _sub_tables_with(cls, key, where)
+            if homes:
+                raise ConfigError(f"[{where}] {key}: {key} is not a key of [{where}] but of "
+                                  f"{' or '.join(f'[{h}]' for h in homes)}; move `{key} = ...` there "
+                                  f"(e.g. `[{homes[0]}] {key}`)")
         raise ConfigError(f"[{where}] unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     kwargs = {}
     for f in fields(cls):
@@ -86,6 +92,13 @@ def section_from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
         return cls(**kwargs)
     except ConfigError as e:
         raise ConfigError(f"{e} (in [{where or 'top level'}])") from None
+
+
+def _sub_tables_with(cls: type, key: str, where: str) -> list[str]:
+    """The sub-tables of ``cls`` (fields that are sections themselves) that have a field ``key``."""
+    hints = typing.get_type_hints(cls)
+    return [f"{where}.{f.name}" if where else f.name for f in fields(cls)
+            if is_dataclass(hints[f.name]) and key in {g.name for g in fields(hints[f.name])}]
 
 
 def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:

@@ -190,28 +190,18 @@ SELECT_BY = ("bpb", "tasks")
 
 
 @dataclass(frozen=True, kw_only=True)
-class CptConfig:
-    arms: tuple[str, ...] = ARMS
-    """Vocabulary strategies trained side by side: baseline (base tokenizer), extend, replace."""
-    block_size: int = 256
-    """Tokens per packed training sequence."""
-    init: str = "fvt"
-    """New embedding rows: fvt (mean of base rows of the token's base encoding), mean, random."""
-    pad_to_multiple_of: int = 64
-    embeddings: PhaseConfig = field(default_factory=lambda: PhaseConfig(lr=3.2e-3))
-    """Phase 1: embeddings (and an untied head) only."""
-    full: PhaseConfig = field(default_factory=lambda: PhaseConfig(lr=2.4e-4))
-    """Phase 2: all parameters, lower learning rate."""
+class CptRuntime:
+    """``[cpt.runtime]``: the knobs the CPT workers read, carried whole in their spec
+    (``azllm.train.phase.PhaseSpec.runtime``). A new one is one field here, read in
+    ``azllm.train.cpt_worker``; nothing in between copies it."""
+
     liger: bool = True
     """Liger kernels when CUDA is available (Triton needs a GPU); ignored on CPU."""
     mixed_precision: str = "auto"
     """auto (bf16 on GPUs that have it, else fp32), bf16 or fp32."""
-    select_arm: str = ""
-    """Pin the arm used for SFT; empty = lowest validation BPB."""
-    tokenize_num_proc: int = 0
-    """Processes tokenizing the corpus in the flow's CPU step `pack_arm` (once per arm, before
-    any GPU step); 0 = the CPUs that step may use (affinity, cgroup quota)."""
     seed: int = 0
+    """Seeds torch and numpy in every worker and the order of the training blocks; also the random
+    rows of the vocabulary adaptation (``[cpt] init``). A resume must keep it (azllm.train.resume)."""
     activation_checkpointing: str = "none"
     """none | full (recompute every decoder layer in backward) | selective (torchtitan's op-level
     policy in every layer: attention outputs and every other matmul output are kept): trades
@@ -226,6 +216,46 @@ class CptConfig:
     preset's end: rank 0 writes 32 GB of fp32 safetensors while the others wait in a barrier,
     ~330 s at 100 MB/s; a checkpoint (~96 GB of weights + AdamW over 8 ranks, 12 GB each) is
     ~120 s per rank at the same rate. 1,800 s leaves a 5x margin for a slow shared filesystem."""
+    allow_config_change_on_resume: bool = False
+    """Rerunning a phase resumes its newest checkpoint only with the training settings it was saved
+    with (the phase's section, block_size, seed); a changed one stops the run before loading and
+    names the fields. true: resume anyway with the new settings, applied from the resumed step on
+    (learning rates and schedule included), and recorded in metrics.jsonl's `resume` event."""
+
+    def __post_init__(self) -> None:
+        if self.activation_checkpointing not in AC_MODES:
+            raise ConfigError(f"[cpt.runtime] activation_checkpointing={self.activation_checkpointing!r}; "
+                              f"accepted: {list(AC_MODES)}")
+        if self.sharding not in SHARDING_MODES:
+            raise ConfigError(f"[cpt.runtime] sharding={self.sharding!r}; accepted: {list(SHARDING_MODES)}")
+        if self.collective_timeout_s < 60:
+            raise ConfigError(f"[cpt.runtime] collective_timeout_s must be >= 60 (seconds), "
+                              f"got {self.collective_timeout_s}")
+        if self.mixed_precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"[cpt.runtime] mixed_precision={self.mixed_precision!r}; accepted: auto, bf16, fp32")
+        check_at_least("cpt.runtime", self, 0, "seed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CptConfig:
+    arms: tuple[str, ...] = ARMS
+    """Vocabulary strategies trained side by side: baseline (base tokenizer), extend, replace."""
+    block_size: int = 256
+    """Tokens per packed training sequence."""
+    init: str = "fvt"
+    """New embedding rows: fvt (mean of base rows of the token's base encoding), mean, random."""
+    pad_to_multiple_of: int = 64
+    embeddings: PhaseConfig = field(default_factory=lambda: PhaseConfig(lr=3.2e-3))
+    """Phase 1: embeddings (and an untied head) only."""
+    full: PhaseConfig = field(default_factory=lambda: PhaseConfig(lr=2.4e-4))
+    """Phase 2: all parameters, lower learning rate."""
+    runtime: CptRuntime = field(default_factory=CptRuntime)
+    """``[cpt.runtime]``: how the torchrun workers run a phase (kernels, precision, sharding, seed)."""
+    select_arm: str = ""
+    """Pin the arm used for SFT; empty = lowest validation BPB."""
+    tokenize_num_proc: int = 0
+    """Processes tokenizing the corpus in the flow's CPU step `pack_arm` (once per arm, before
+    any GPU step); 0 = the CPUs that step may use (affinity, cgroup quota)."""
     select_by: str = "bpb"
     """What picks the arm when `select_arm` is empty: `bpb` (lowest validation bits per byte) or
     `tasks` (highest mean over `[eval] tasks` of each task's primary metric normalised by chance,
@@ -237,12 +267,6 @@ class CptConfig:
     configured steps; an arm with fewer tokens per byte runs proportionally fewer steps
     (steps = round(max_steps x arm_tokens / baseline_tokens) over the same corpus;
     azllm.train.budget). Derived before torchrun starts and printed."""
-
-    allow_config_change_on_resume: bool = False
-    """Rerunning a phase resumes its newest checkpoint only with the training settings it was saved
-    with (the phase's section, block_size, seed); a changed one stops the run before loading and
-    names the fields. true: resume anyway with the new settings, applied from the resumed step on
-    (learning rates and schedule included), and recorded in metrics.jsonl's `resume` event."""
 
     def __post_init__(self) -> None:
         if self.budget not in BUDGETS:
@@ -256,16 +280,9 @@ class CptConfig:
             raise ConfigError(f"[cpt.embeddings] embedding_lr_multiplier={self.embeddings.embedding_lr_multiplier} "
                               "with train='embeddings': every trainable parameter is an embedding, so it only "
                               "rescales lr; set lr instead, or train='embeddings+outer:K'")
-        if self.activation_checkpointing not in AC_MODES:
-            raise ConfigError(f"[cpt] activation_checkpointing={self.activation_checkpointing!r}; "
-                              f"accepted: {list(AC_MODES)}")
-        if self.sharding not in SHARDING_MODES:
-            raise ConfigError(f"[cpt] sharding={self.sharding!r}; accepted: {list(SHARDING_MODES)}")
         if self.tokenize_num_proc < 0:
             raise ConfigError(f"[cpt] tokenize_num_proc must be >= 0 (0 = every CPU of the step), "
                               f"got {self.tokenize_num_proc}")
-        if self.collective_timeout_s < 60:
-            raise ConfigError(f"[cpt] collective_timeout_s must be >= 60 (seconds), got {self.collective_timeout_s}")
         bad = [a for a in self.arms if a not in ARMS]
         if bad or not self.arms:
             raise ConfigError(f"[cpt] arms {list(self.arms)}: each must be one of {list(ARMS)}")
@@ -273,18 +290,16 @@ class CptConfig:
             raise ConfigError(f"[cpt] arms has duplicates: {list(self.arms)}")
         if self.init not in INIT_METHODS:
             raise ConfigError(f"[cpt] init={self.init!r}; accepted: {list(INIT_METHODS)}")
-        if self.mixed_precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"[cpt] mixed_precision={self.mixed_precision!r}; accepted: auto, bf16, fp32")
         if self.select_arm and self.select_arm not in self.arms:
             raise ConfigError(f"[cpt] select_arm={self.select_arm!r} is not one of arms {list(self.arms)}")
         if self.block_size < 8:
             raise ConfigError(f"[cpt] block_size must be >= 8, got {self.block_size}")
         check_at_least("cpt", self, 1, "pad_to_multiple_of")
-        check_at_least("cpt", self, 0, "seed")
-        if self.liger and self.compile:
-            raise ConfigError("[cpt] liger = true with compile = true: Liger's Triton kernels inside compiled "
-                              "layers have no gradient-parity test yet (Triton's CPU interpreter cannot run "
-                              "them under torch.compile; tests/test_gpu.py::test_liger_compile_gradients "
+        # A preset's policy, not a limit of the worker: benchmarks/cpt_throughput.py measures the pair
+        if self.runtime.liger and self.runtime.compile:
+            raise ConfigError("[cpt.runtime] liger = true with compile = true: Liger's Triton kernels inside "
+                              "compiled layers have no gradient-parity test yet (Triton's CPU interpreter cannot "
+                              "run them under torch.compile; tests/test_gpu.py::test_liger_compile_gradients "
                               "is the one to pass on a GPU first); set compile = false or liger = false")
 
 

@@ -11,7 +11,7 @@ takes a :class:`PreparedData` instead of loose paths:
     >>> data.require("train", "validation")           # FileNotFoundError naming the file and its writer
     >>> data.train, data.eval_files                   # Path, {"validation": Path, "other_domain": Path}
 
-The flow stores the directory as two references (`flowutil.save_prepared_data`): `corpus`, train.jsonl
+The flow stores the directory as two references (`steps.artifacts.save_prepared_data`): `corpus`, train.jsonl
 alone (~10 GB at scale; read only by `train_tokenizer` and `pack_arm`), and `data`, the small rest every
 later step loads. ``PreparedData(data_dir=..., corpus_dir=...)`` says which of the two a step holds: a
 step that loaded only `data` has ``corpus_dir=None``, and asking it for `train` is an error that says so,

@@ -5,7 +5,7 @@ The flow fans the corpus out over machines (`plan_data` -> `prepare_shards` per 
 `join_data`, see :mod:`azllm.data.corpus`); :func:`prepare_all` runs the same calls on
 one machine, and :func:`join_all` is the join's half.
 
-The flow saves it as two references (`flowutil.save_prepared_data`): `corpus`, train.jsonl
+The flow saves it as two references (`steps.artifacts.save_prepared_data`): `corpus`, train.jsonl
 alone (the tokenizer and pack steps read it), and `data`, the small rest every later step loads
 (``PreparedData(data_dir=..., corpus_dir=...)`` holds either or both).
 """

@@ -11,7 +11,7 @@ Liger's RoPE rotates q and k in place, in the buffers ``q_proj``/``k_proj`` retu
 selective activation checkpointing must not save those outputs (``INPLACE_OUTPUTS``, read by
 :func:`azllm.train.parallelize.apply_activation_checkpointing`).
 
-    >>> applied = apply_liger(model, enabled=cfg.cpt.liger)
+    >>> applied = apply_liger(model, enabled=cfg.cpt.runtime.liger)
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Every `plot_*` returns a `matplotlib.figure.Figure` built without pyplot: no global
 backend switch, no window, and it still saves (`fig.savefig("x.png")` uses the Agg
 canvas) and displays inline in Jupyter. A `draw_*` function draws one panel on an
-axes, so the cards (`azllm.cards`), the notebook (`azllm.inspect`) and the overview
+axes, so the cards (`azllm.steps.cards`), the notebook (`azllm.runs.explore`) and the overview
 figure compose the same panels instead of redrawing them.
 
-    >>> from azllm.plots import plot_cpt_curves
+    >>> from azllm.report.plots import plot_cpt_curves
     >>> fig = plot_cpt_curves({"extend": {"full": {"history": [{"step": 1, "loss": 9.1, "lr": 1e-3}]}}})
     >>> fig.savefig("curves.png")
 """

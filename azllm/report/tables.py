@@ -1,10 +1,10 @@
 """Tables of a run's results: rows and DataFrames made from the flow's small artifacts.
 
-Pure pandas, no Metaflow: the step cards (`azllm.cards`), the notebook (through
-`azllm.inspect`) and a plain shell all read the same tables from the same artifacts
+Pure pandas, no Metaflow: the step cards (`azllm.steps.cards`), the notebook (through
+`azllm.runs.explore`) and a plain shell all read the same tables from the same artifacts
 (`data_stats`, `fertility`, `cpt_metrics`, `arm_bpb`, `sft_metrics`, `metrics`, `generations`).
 
-    >>> from azllm.tables import throughput_rows
+    >>> from azllm.report.tables import throughput_rows
     >>> throughput_rows({"extend": {"full": {"steps": 10, "tokens": 2560, "tokens_per_s": 900.0}}})
 """
 

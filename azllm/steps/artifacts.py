@@ -10,9 +10,12 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azllm.steps.step import save_dir
+
+if TYPE_CHECKING:
+    from azllm.train.phase import PhaseResult
 
 
 def save_prepared_data(out: Path) -> tuple[dict, dict]:
@@ -45,7 +48,7 @@ def live_phase_dir(name: str, *, max_steps: int, title: str) -> Iterator[Path]:
         yield out
 
 
-def store_phase(result: Any, label: str) -> tuple[dict, dict, dict | None]:
+def store_phase(result: PhaseResult, label: str) -> tuple[dict, dict, dict | None]:
     """(metrics, model reference, TensorBoard reference or None) of one CPT phase, stored with
     metaflow-checkpoint's `current.model.save` so later steps and notebooks can load them."""
     from metaflow import current

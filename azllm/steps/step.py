@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from azllm.config import PipelineConfig, load_pipeline_config
-from azllm.faults import maybe_fail
+from azllm.train.faults import maybe_fail
 
 
 def begin_step(config: Any) -> PipelineConfig:

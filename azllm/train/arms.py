@@ -15,24 +15,16 @@ torchrun workers (`azllm.train.cpt_worker`, docs/DESIGN.md §6).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from azllm.config import CptConfig, ModelConfig, PipelineConfig
 from azllm.data.layout import PreparedData
 from azllm.data.packing import PackedData, pack_corpus, read_packed
 from azllm.train.budget import PhaseBudget, plan_phase
-from azllm.train.launcher import TorchrunLayout, check_outer_layers, run_cpt_phase, training_processes_per_node
+from azllm.train.launcher import check_outer_layers, run_cpt_phase, training_processes_per_node
 from azllm.train.metrics import METRICS_FILE
-
-
-@dataclass
-class ArmPhaseResult:
-    model_dir: Path
-    """A Hugging Face model directory, tokenizer files included."""
-    metrics: dict = field(default_factory=dict)
-    tensorboard_dir: Path | None = None
-    """The phase's TensorBoard event files (written by global rank 0; None for a pass-through)."""
+from azllm.train.phase import PhaseResult, TorchrunLayout
 
 
 def adapt_base_model(model_cfg: ModelConfig, cpt_cfg: CptConfig, *, tokenizer_dir: Path, out_dir: Path) -> dict:
@@ -47,7 +39,7 @@ def adapt_base_model(model_cfg: ModelConfig, cpt_cfg: CptConfig, *, tokenizer_di
     new_tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = load_model(base_dir, dtype="float32", attn_implementation=model_cfg.attn_implementation)
     stats = adapt_vocabulary(model, base_tokenizer, new_tokenizer, init=cpt_cfg.init,
-                             pad_to_multiple_of=cpt_cfg.pad_to_multiple_of, seed=cpt_cfg.seed)
+                             pad_to_multiple_of=cpt_cfg.pad_to_multiple_of, seed=cpt_cfg.runtime.seed)
     model.save_pretrained(out_dir)
     new_tokenizer.save_pretrained(out_dir)
     return stats
@@ -100,9 +92,8 @@ def load_arm_corpus(packed_dir: Path, stats: dict) -> ArmCorpus:
 
 
 def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, corpus: ArmCorpus, out_dir: Path,
-               resume_from: Path | None, fail_after_step: int | None,
-               layout: TorchrunLayout | None, checkpoint_store: str | None = None,
-               resume_store: str | None = None) -> ArmPhaseResult:
+               resume_from: Path | None, layout: TorchrunLayout | None, checkpoint_store: str | None = None,
+               resume_store: str | None = None) -> PhaseResult:
     packed = corpus.packed
     if packed.block_size != cfg.cpt.block_size:
         raise ValueError(f"{packed.path}: blocks of {packed.block_size} tokens but [cpt] block_size = "
@@ -113,14 +104,13 @@ def _run_phase(cfg: PipelineConfig, phase: str, *, model_dir: Path, corpus: ArmC
     if layout is None:  # one node, processes from the hardware
         layout = TorchrunLayout(nproc_per_node=training_processes_per_node(0, cfg.compute.nproc_per_node))
     result = run_cpt_phase(cpt_cfg, phase=phase, model_dir=model_dir, blocks_path=packed.path,
-                           out_dir=out_dir / "model", work_dir=phase_work_dir(out_dir),
-                           resume_from=resume_from, fail_after_step=fail_after_step,
-                           attn_implementation=cfg.model.attn_implementation,
-                           checkpoint_store=checkpoint_store, resume_store=resume_store, **layout.as_kwargs())
+                           out_dir=out_dir / "model", work_dir=phase_work_dir(out_dir), layout=layout,
+                           resume_from=resume_from, attn_implementation=cfg.model.attn_implementation,
+                           checkpoint_store=checkpoint_store, resume_store=resume_store)
     metrics = dict(result.metrics)
     metrics["packed"] = {"blocks": packed.num_blocks, "tokens": packed.num_tokens}
     metrics.update(budget.seen(int(metrics.get("tokens", 0))))
-    return ArmPhaseResult(model_dir=result.model_dir, metrics=metrics, tensorboard_dir=result.tensorboard_dir)
+    return dataclasses.replace(result, metrics=metrics)
 
 
 def phase_budget(cfg: PipelineConfig, phase: str, corpus: ArmCorpus) -> PhaseBudget:
@@ -145,9 +135,8 @@ def metrics_path(out_dir: Path) -> Path:
 
 
 def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path, corpus: ArmCorpus, out_dir: Path,
-                           resume_from: Path | None = None, fail_after_step: int | None = None,
-                           layout: TorchrunLayout | None = None, checkpoint_store: str | None = None,
-                           resume_store: str | None = None) -> ArmPhaseResult:
+                           resume_from: Path | None = None, layout: TorchrunLayout | None = None,
+                           checkpoint_store: str | None = None, resume_store: str | None = None) -> PhaseResult:
     """Phase 1 of `arm`: vocabulary adaptation, then embeddings-only training (not for baseline).
 
     `resume_from`: a checkpoint restored by Metaflow's `@checkpoint` (this run's lineage only).
@@ -163,19 +152,18 @@ def train_embeddings_phase(cfg: PipelineConfig, *, arm: str, tokenizer_dir: Path
     if arm == "baseline":
         skipped = {"skipped": True, "budget": cfg.cpt.budget, "tokens_seen": 0, "bytes_seen": 0,
                    "device_hours": 0.0, "gpu_hours": 0.0}
-        return ArmPhaseResult(model_dir=adapted, metrics={**skipped, "vocab": vocab_stats})
+        return PhaseResult(model_dir=adapted, metrics={**skipped, "vocab": vocab_stats})
     result = _run_phase(cfg, "embeddings", model_dir=adapted, corpus=corpus, out_dir=out_dir,
-                        resume_from=resume_from, fail_after_step=fail_after_step, layout=layout,
+                        resume_from=resume_from, layout=layout,
                         checkpoint_store=checkpoint_store, resume_store=resume_store)
     result.metrics["vocab"] = vocab_stats
     return result
 
 
 def train_full_phase(cfg: PipelineConfig, *, init_dir: Path, corpus: ArmCorpus, out_dir: Path,
-                     resume_from: Path | None = None, fail_after_step: int | None = None,
-                     layout: TorchrunLayout | None = None, checkpoint_store: str | None = None,
-                     resume_store: str | None = None) -> ArmPhaseResult:
+                     resume_from: Path | None = None, layout: TorchrunLayout | None = None,
+                     checkpoint_store: str | None = None, resume_store: str | None = None) -> PhaseResult:
     """Phase 2: every parameter, from the phase-1 model (`layout` and the stores as in phase 1)."""
     return _run_phase(cfg, "full", model_dir=init_dir, corpus=corpus, out_dir=out_dir,
-                      resume_from=resume_from, fail_after_step=fail_after_step, layout=layout,
+                      resume_from=resume_from, layout=layout,
                       checkpoint_store=checkpoint_store, resume_store=resume_store)

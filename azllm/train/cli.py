@@ -80,14 +80,15 @@ def run_cpt(args: argparse.Namespace) -> int:
     from azllm.config.paths import check_output_dir
     from azllm.model.load import materialize_base_model
     from azllm.train.arms import pack_arm_corpus, train_embeddings_phase, train_full_phase
-    from azllm.train.launcher import TorchrunLayout, check_block_size, check_devices, training_processes_per_node
+    from azllm.train.launcher import check_block_size, check_devices, training_processes_per_node
+    from azllm.train.phase import TorchrunLayout
 
     cfg = load_pipeline_config(args.config)
     nproc = args.nproc if args.nproc is not None else training_processes_per_node(0, cfg.compute.nproc_per_node)
-    check_devices(cfg.cpt.mixed_precision, nproc)
+    layout = TorchrunLayout(nproc_per_node=nproc)
+    check_devices(cfg.cpt.runtime.mixed_precision, layout.nproc_per_node)
     data = check_data_dir(args.data)
     check_output_dir(args.out, overwrite=True)  # a file or an unwritable place; a used --out is resumed, not refused
-    layout = TorchrunLayout(nproc_per_node=nproc)
     phase_out = args.out / args.phase
     if args.phase == "embeddings":
         base = materialize_base_model(cfg.model)

@@ -2,8 +2,10 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 -m azllm.train.cpt_worker --spec spec.json
 
-The spec (:class:`azllm.train.launcher.PhaseSpec`) is written by ``run_cpt_phase``; the
-worker does not know whether a flow step, ``azllm cpt`` or a benchmark launched it. It reads
+The spec (:class:`azllm.train.phase.PhaseSpec`: the phase's section as ``hparams``,
+``[cpt.runtime]`` as ``runtime``, paths) is written by ``run_cpt_phase``; the worker does not
+import the launcher, nor know whether a flow step, ``azllm cpt`` or a benchmark launched it.
+Injected failures (tests) come from its environment (azllm.train.faults). It reads
 top to bottom: config, distributed init, model, sharding, optimizer, data, resume, loop, export.
 
 Phases: ``embeddings`` trains the input embeddings and the lm_head (plus the outer decoder
@@ -37,7 +39,6 @@ from azllm.train import checkpointing, resume
 from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
 from azllm.train.faults import maybe_fail_after, maybe_fail_at, sigkill_mid_upload
 from azllm.train.flops import flops_per_token, matmul_params, peak_flops
-from azllm.train.launcher import PhaseSpec, free_port
 from azllm.train.lifetime import die_with_parent
 from azllm.train.metrics import append_record, drop_steps_after
 from azllm.train.parallelize import (
@@ -51,6 +52,7 @@ from azllm.train.parallelize import (
     optimizer_groups,
     shard_model,
 )
+from azllm.train.phase import PhaseSpec, free_port
 
 LOGGED = ("loss", "lr", "grad_norm", "tokens_per_s", "peak_mem_gib", "mfu")
 
@@ -77,7 +79,7 @@ def gather_floats(value: float, device: torch.device) -> list[float]:
 def train(spec: PhaseSpec) -> None:
     # -----------------------------------------------------------------------
     # Config
-    tc = spec.train
+    tc, rt = spec.hparams, spec.runtime
     out_dir, ckpt_dir, metrics_path = Path(spec.out_dir), Path(spec.checkpoint_dir), Path(spec.metrics_path)
     blocks = load_training_blocks(spec.blocks_path)  # fail before the process group exists
     seq_len = int(blocks.shape[1])
@@ -89,7 +91,7 @@ def train(spec: PhaseSpec) -> None:
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     use_cuda = torch.cuda.is_available()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    timeout = timedelta(seconds=spec.collective_timeout_s)
+    timeout = timedelta(seconds=rt.collective_timeout_s)
     if use_cuda:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -105,15 +107,15 @@ def train(spec: PhaseSpec) -> None:
         checkpointing.CheckpointStore(spec.checkpoint_store), rank=rank,
         kill_mid_upload_of=sigkill_mid_upload(spec.phase, rank))
     try:
-        torch.manual_seed(spec.seed)
-        np.random.seed(spec.seed)
+        torch.manual_seed(rt.seed)
+        np.random.seed(rt.seed)
         bf16 = (use_cuda and torch.cuda.is_bf16_supported(including_emulation=False)
-                and spec.mixed_precision in ("auto", "bf16"))
+                and rt.mixed_precision in ("auto", "bf16"))
 
         # -------------------------------------------------------------------
         # Model: on the meta device (no memory); Liger patches the modules, not the weights
         model = build_meta_model(spec.model_dir, attn_implementation=spec.attn_implementation)
-        liger = apply_liger(model, enabled=spec.liger)  # no-op without CUDA (or Triton's interpreter)
+        liger = apply_liger(model, enabled=rt.liger)  # no-op without CUDA (or Triton's interpreter)
         loss_kwargs = liger_loss_kwargs(liger)  # Liger's fused loss: fp32 LM-head gradient accumulation
         trainable = freeze_for_phase(model, spec.phase, num_outer_layers=tc.num_outer_layers)
         num_params = sum(p.numel() for p in model.parameters())
@@ -127,10 +129,10 @@ def train(spec: PhaseSpec) -> None:
         # -------------------------------------------------------------------
         # Sharding, in torchtitan's order: activation checkpointing, compile, fully_shard; then
         # each rank allocates its shards and rank 0 broadcasts the weights into them.
-        apply_activation_checkpointing(model, spec.activation_checkpointing, liger=liger)
-        if spec.compile:
+        apply_activation_checkpointing(model, rt.activation_checkpointing, liger=liger)
+        if rt.compile:
             apply_compile(model)
-        mesh = build_mesh(device.type, world_size=world_size, nnodes=nnodes, sharding=spec.sharding)
+        mesh = build_mesh(device.type, world_size=world_size, nnodes=nnodes, sharding=rt.sharding)
         shard_model(model, mesh, bf16=bf16)
         materialize_and_load(model, spec.model_dir, device)
         params_are_dtensors = all(isinstance(p, DTensor) for p in model.parameters())
@@ -154,7 +156,7 @@ def train(spec: PhaseSpec) -> None:
         # -------------------------------------------------------------------
         # Data
         stream = BlockStream(blocks, batch_size=tc.micro_batch_size, rank=rank, world_size=world_size,
-                             seed=spec.seed)
+                             seed=rt.seed)
         to_device = DeviceStager(device)
         tokens_per_step = tc.micro_batch_size * seq_len * tc.grad_accum_steps * world_size
         fpt = flops_per_token(n_mm, n_mm_trainable, num_layers=cfg.num_hidden_layers, seq_len=seq_len,
@@ -165,13 +167,13 @@ def train(spec: PhaseSpec) -> None:
         # Resume: the checkpoint each node's launcher chose and verified, if every node got the same,
         # with the settings it was saved with unless the preset allows a change (azllm.train.resume)
         start_step, tokens_seen, changes = 0, 0, {}
-        settings = resume.training_settings(spec.phase, tc, block_size=seq_len, seed=spec.seed)
+        settings = resume.training_settings(spec.phase, tc, block_size=seq_len, seed=rt.seed)
         resumed_from = checkpointing.agreed_checkpoint(spec.resume_checkpoint, device=device)
         if resumed_from is not None:
             changes = resume.settings_changes(resume.saved_settings(resumed_from), settings)
-            if changes and not spec.allow_config_change_on_resume:
+            if changes and not rt.allow_config_change_on_resume:
                 raise ConfigError(f"{resumed_from}: changed training settings {resume.describe_changes(changes)}; "
-                                  "set [cpt] allow_config_change_on_resume = true to resume with them")
+                                  "set [cpt.runtime] allow_config_change_on_resume = true to resume with them")
             if master:  # before loading, so a failing load names its checkpoint
                 print(f"[cpt] resuming from {resumed_from} at step {checkpointing.checkpoint_step(resumed_from) + 1}",
                       flush=True)
@@ -190,7 +192,7 @@ def train(spec: PhaseSpec) -> None:
                     "mesh": dict(zip(mesh.mesh_dim_names, mesh.shape, strict=True)),
                     "device": str(device), "backend": dist.get_backend(), "bf16": bf16, "liger": liger,
                     "fused_adamw": all(g.get("fused") for g in optimizer.param_groups),  # what step() reads
-                    "activation_checkpointing": spec.activation_checkpointing, "compile": spec.compile,
+                    "activation_checkpointing": rt.activation_checkpointing, "compile": rt.compile,
                     "attn_implementation": cfg._attn_implementation,
                     "num_params": num_params, "num_trainable_params": num_trainable,
                     "trainable": trainable, "tied_embeddings": tied, "train": tc.train,
@@ -282,7 +284,7 @@ def train(spec: PhaseSpec) -> None:
                           f"mem {record['peak_mem_gib']:.2f} GiB"
                           + (f" mfu {mfu:.1%}" if mfu is not None else ""), flush=True)
 
-            if save_now and spec.export:
+            if save_now and spec.save_outputs:
                 t_save = time.perf_counter()
                 path = checkpointing.save_checkpoint(
                     ckpt_dir, step, model=model, optimizer=optimizer,
@@ -305,7 +307,7 @@ def train(spec: PhaseSpec) -> None:
 
         # -------------------------------------------------------------------
         # Export
-        if spec.export:
+        if spec.save_outputs:
             export_model(model, out_dir, Path(spec.model_dir), rank=rank)
             if master:
                 append_record(metrics_path, {"event": "export", "out_dir": str(out_dir)})

@@ -1,9 +1,15 @@
-"""Failure injection in the CPT workers, for resume tests: never set in a normal run.
+"""Failure injection, for resume tests: never set in a normal run. Everything is read from the
+environment, which each flow step, torchrun and its workers inherit.
+
+``AZLLM_FAIL_AT_STEP=sft_lora`` makes that flow step raise as it begins (:func:`maybe_fail`, called by
+``azllm.steps.step.begin_step``); ``resume`` reruns it in a fresh process without the variable, so the
+same command line proves that a failed run picks up where it stopped.
 
 ``AZLLM_FAIL_AFTER_TRAIN_STEP=cpt_full:3`` makes the workers of phase ``full`` (flow step
 ``cpt_full``) raise right after training step 3's checkpoint is complete. The workers read
-it from their environment, so it lives in no spec; :func:`azllm.train.launcher.run_cpt_phase`
-sets it for them when called with ``fail_after_step``.
+it from their environment, which they inherit from the flow step (or any launching process),
+so it lives in no spec and passes through no function; tests that call
+:func:`azllm.train.launcher.run_cpt_phase` directly give it as ``env={TRAIN_ENV_VAR: "cpt_full:3"}``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+ENV_VAR = "AZLLM_FAIL_AT_STEP"
+"""Comma-separated flow step names that raise as they begin."""
 TRAIN_ENV_VAR = "AZLLM_FAIL_AFTER_TRAIN_STEP"
 AT_STEP_ENV_VAR = "AZLLM_FAIL_AT_TRAIN_STEP"
 """``cpt_full:5``: the workers raise as training step 5 begins (before it trains or saves)."""
@@ -21,6 +29,13 @@ to the checkpoint store, once the previous checkpoint is complete there."""
 
 class InjectedFailure(RuntimeError):
     """Raised on purpose; never in a normal run."""
+
+
+def maybe_fail(step_name: str) -> None:
+    """In a flow step, as it begins: raise if AZLLM_FAIL_AT_STEP names it."""
+    wanted = {s.strip() for s in os.environ.get(ENV_VAR, "").split(",") if s.strip()}
+    if step_name in wanted:
+        raise InjectedFailure(f"{ENV_VAR}={os.environ[ENV_VAR]}: failing step {step_name!r} on purpose")
 
 
 def fail_after_train_step(step_name: str) -> int | None:

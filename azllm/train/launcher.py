@@ -1,75 +1,59 @@
 """Launch one CPT phase in torchrun workers from a flow step, `azllm cpt` or any process.
 
-:func:`run_cpt_phase` resolves a :class:`PhaseSpec`, writes it as JSON, and runs the worker
+:func:`run_cpt_phase` checks what it can before any process starts, resolves a
+:class:`~azllm.train.phase.PhaseSpec`, writes it as JSON, and runs the worker
 (:mod:`azllm.train.cpt_worker`) under torchrun; the workers never know they are inside a
 flow (docs/DESIGN.md §6)::
 
     result = run_cpt_phase(cfg.cpt, phase="embeddings", model_dir=..., blocks_path=...,
-                           out_dir=..., work_dir=..., nproc_per_node=2)
+                           out_dir=..., work_dir=..., layout=TorchrunLayout(nproc_per_node=2))
 
 One node uses ``--standalone`` (torchrun picks a free rendezvous port itself); several
-nodes take ``--nnodes/--node_rank/--master_addr/--master_port`` from a
-:class:`TorchrunLayout` (``azllm.compute.distributed.torchrun_layout`` in an ``@parallel`` step).
+nodes take ``--nnodes/--node_rank/--master_addr/--master_port`` from the
+:class:`~azllm.train.phase.TorchrunLayout` (``azllm.compute.distributed.torchrun_layout`` in an
+``@parallel`` step). Injected failures (tests) reach the workers through their environment
+(:mod:`azllm.train.faults`), never through the spec.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from azllm.config import ConfigError, CptConfig, PhaseConfig, section_from_dict
+from azllm.config import ConfigError, CptConfig, PhaseConfig
 from azllm.config.errors import ReportedFailure
-from azllm.train.faults import TRAIN_ENV_VAR
 from azllm.train.lifetime import parent_death_signal
 from azllm.train.metrics import METRICS_FILE, read_metrics
+from azllm.train.phase import DEFAULT_MASTER_PORT, PhaseResult, PhaseSpec, TorchrunLayout
 
 WORKER_MODULE = "azllm.train.cpt_worker"
-PHASES = ("embeddings", "full")
-
-DEFAULT_MASTER_PORT = 29500
-"""Rendezvous port on the main node for multi-node runs (torchrun's own default)."""
 
 
 class WorkerError(ReportedFailure):
     """torchrun workers exited non-zero; the message carries the tail of their log (a RuntimeError)."""
 
 
-def torchrun_command(module: str, args: list[str], *, nproc_per_node: int, nnodes: int = 1,
-                     node_rank: int = 0, master_addr: str = "127.0.0.1",
-                     master_port: int | None = None) -> list[str]:
+def torchrun_command(module: str, args: list[str], layout: TorchrunLayout) -> list[str]:
     """``python -m torch.distributed.run ... -m MODULE ARGS`` for this interpreter.
 
     One node: ``--standalone`` (``master_port`` is not needed and ignored). Several nodes:
     static rendezvous on ``master_addr:master_port`` (default 29500), same on every node.
     """
-    if nproc_per_node < 1:
-        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
-    if nnodes < 1 or not 0 <= node_rank < nnodes:
-        raise ValueError(f"need nnodes >= 1 and 0 <= node_rank < nnodes, got nnodes={nnodes} node_rank={node_rank}")
     cmd = [sys.executable, "-m", "torch.distributed.run"]
-    if nnodes == 1:
+    if layout.nnodes == 1:
         cmd += ["--standalone", "--nnodes=1"]
     else:
-        port = DEFAULT_MASTER_PORT if master_port is None else master_port
-        cmd += [f"--nnodes={nnodes}", f"--node_rank={node_rank}",
-                f"--master_addr={master_addr}", f"--master_port={port}"]
-    cmd += [f"--nproc_per_node={nproc_per_node}", "-m", module, *args]
+        port = DEFAULT_MASTER_PORT if layout.master_port is None else layout.master_port
+        cmd += [f"--nnodes={layout.nnodes}", f"--node_rank={layout.node_rank}",
+                f"--master_addr={layout.master_addr}", f"--master_port={port}"]
+    cmd += [f"--nproc_per_node={layout.nproc_per_node}", "-m", module, *args]
     return cmd
-
-
-def free_port() -> int:
-    """A TCP port free right now on this host (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_torchrun(cmd: list[str], log_path: str | Path, env: dict[str, str] | None = None,
@@ -107,26 +91,6 @@ def run_torchrun(cmd: list[str], log_path: str | Path, env: dict[str, str] | Non
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class TorchrunLayout:
-    """torchrun's view of one node: the keyword arguments of ``torchrun_command``/``run_cpt_phase``."""
-
-    nproc_per_node: int
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int | None = None
-    """None on one node (``--standalone`` picks a port)."""
-
-    def as_kwargs(self) -> dict:
-        return asdict(self)
-
-    @property
-    def is_main_node(self) -> bool:
-        """Node 0 exports the model and stores the step's artifacts that matter."""
-        return self.node_rank == 0
-
-
 def training_processes_per_node(gpus_per_node: int, cpu_processes: int) -> int:
     """torchrun's nproc_per_node: one per GPU, else the configured CPU process count."""
     import torch
@@ -155,115 +119,46 @@ def check_devices(mixed_precision: str, nproc: int) -> None:
     uninitialised in this process (see :func:`gpu_report`)."""
     gpus = gpu_report()
     if mixed_precision == "bf16" and not gpus["bf16"]:
-        raise ValueError('[cpt] mixed_precision = "bf16" needs a CUDA GPU with native bf16 and there is none here; '
-                         'set mixed_precision = "auto" (bf16 where available, else fp32) or "fp32" in the preset')
+        raise ValueError('[cpt.runtime] mixed_precision = "bf16" needs a CUDA GPU with native bf16 and there is '
+                         'none here; set mixed_precision = "auto" (bf16 where available, else fp32) or "fp32" '
+                         'in the preset')
     if gpus["count"] and nproc > gpus["count"]:
         raise ValueError(f"nproc {nproc} is more than the {gpus['count']} GPUs present; "
                          f"use {gpus['count']} or fewer processes per node")
-    if nproc < 1:
-        raise ValueError(f"nproc must be >= 1, got {nproc}")
-
-
-@dataclass(kw_only=True)
-class PhaseSpec:
-    """Everything one CPT phase needs, resolved; serialised to JSON for the workers."""
-
-    phase: str
-    """`embeddings` (input embeddings + untied head only) or `full`."""
-    train: PhaseConfig
-    model_dir: str
-    """HF model directory to start from (its tokenizer files are copied to the export)."""
-    blocks_path: str
-    """Packed token blocks (num_blocks, block_size), from azllm.data.packing.pack_corpus."""
-    out_dir: str
-    """Final HF model directory (safetensors)."""
-    checkpoint_dir: str
-    """Sharded DCP checkpoints, step-XXXXXX/; the latest complete one is resumed at start."""
-    tensorboard_dir: str
-    """SummaryWriter logs (rank 0): <phase>/loss, lr, grad_norm, tokens_per_s, peak_mem_gib, mfu, lr_<group>."""
-    metrics_path: str
-    """JSON lines: one record per log step plus `event` records (start, resume, export)."""
-    mixed_precision: str = "auto"
-    liger: bool = True
-    seed: int = 0
-    activation_checkpointing: str = "none"
-    compile: bool = False
-    sharding: str = "auto"
-    collective_timeout_s: int = 1800
-    export: bool = True
-    """Write the final checkpoint and HF model (benchmarks turn it off: not training throughput)."""
-    allow_config_change_on_resume: bool = False
-    """[cpt] allow_config_change_on_resume: resume a checkpoint saved with other settings (azllm.train.resume)."""
-    attn_implementation: str = "sdpa"
-    """``[model] attn_implementation``: the attention the worker builds its model with."""
-    checkpoint_store: str | None = None
-    """Several nodes without a shared filesystem: ``s3://bucket/prefix`` or a directory where every
-    rank uploads its checkpoint files (azllm.train.checkpointing.CheckpointStore); None: checkpoints
-    stay in ``checkpoint_dir`` (one node, or a filesystem every node mounts)."""
-    resume_checkpoint: str | None = None
-    """The checkpoint to resume, chosen and verified by the launcher on this node (None: step 1)."""
-
-    def __post_init__(self) -> None:
-        if self.phase not in PHASES:
-            raise ValueError(f"phase={self.phase!r}; accepted: {list(PHASES)}")
-        if isinstance(self.train, dict):
-            self.train = section_from_dict(PhaseConfig, self.train, f"cpt.{self.phase}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> PhaseSpec:
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
-
-
-@dataclass
-class PhaseResult:
-    model_dir: Path
-    """Exported HF model (with tokenizer files)."""
-    metrics: dict[str, Any]
-    """first_loss, final_loss, steps, tokens, tokens_per_s (mean over log steps after the first),
-    peak_mem_gib, mfu (None on CPU), resumed_at_steps, history (one dict per logged step);
-    wall_s, device_hours and gpu_hours of this launch (see :func:`device_hours`)."""
-    checkpoint_dir: Path
-    tensorboard_dir: Path
 
 
 def phase_spec(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
                work_dir: Path, attn_implementation: str = "sdpa") -> PhaseSpec:
-    """The worker's spec for ``phase`` of ``cfg``, with every path absolute and under ``work_dir``."""
+    """The worker's spec for ``phase`` of ``cfg`` (its section and ``[cpt.runtime]`` whole), with
+    every path absolute and the workers' own files under ``work_dir``."""
     work_dir = Path(work_dir)
-    return PhaseSpec(phase=phase, train=getattr(cfg, phase), model_dir=str(Path(model_dir).resolve()),
-                     blocks_path=str(Path(blocks_path).resolve()), out_dir=str(Path(out_dir).resolve()),
+    return PhaseSpec(phase=phase, hparams=getattr(cfg, phase, None), runtime=cfg.runtime,
+                     model_dir=str(Path(model_dir).resolve()), blocks_path=str(Path(blocks_path).resolve()),
+                     out_dir=str(Path(out_dir).resolve()),
                      checkpoint_dir=str((work_dir / "checkpoints").resolve()),
                      tensorboard_dir=str((work_dir / "tensorboard").resolve()),
                      metrics_path=str((work_dir / METRICS_FILE).resolve()),
-                     mixed_precision=cfg.mixed_precision, liger=cfg.liger, seed=cfg.seed,
-                     activation_checkpointing=cfg.activation_checkpointing, compile=cfg.compile,
-                     sharding=cfg.sharding, collective_timeout_s=cfg.collective_timeout_s,
-                     allow_config_change_on_resume=cfg.allow_config_change_on_resume,
                      attn_implementation=attn_implementation)
 
 
 def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: Path, out_dir: Path,
-                  work_dir: Path, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
-                  master_addr: str = "127.0.0.1", master_port: int | None = None,
-                  fail_after_step: int | None = None, resume_from: Path | None = None,
+                  work_dir: Path, layout: TorchrunLayout, resume_from: Path | None = None,
                   attn_implementation: str = "sdpa", checkpoint_store: str | None = None,
-                  resume_store: str | None = None) -> PhaseResult:
+                  resume_store: str | None = None, env: dict[str, str] | None = None) -> PhaseResult:
     """Run one CPT phase in torchrun workers; returns the exported model and its metrics.
 
     ``work_dir`` holds spec.json, checkpoints/ (rerunning with the same work_dir resumes
     from the latest complete checkpoint), tensorboard/, metrics.jsonl and worker.log.
+    ``layout``: this node's processes and place among the nodes.
     ``resume_from``: a checkpoint directory restored by Metaflow (see
     :func:`azllm.train.checkpointing.loaded_checkpoint_for_this_run`), copied into
-    checkpoints/ first; a newer local checkpoint still wins. ``fail_after_step`` (tests):
-    the workers raise right after that step's checkpoint, told through the environment
-    (``azllm.faults``), not the spec. ``checkpoint_store`` (several nodes without a shared
-    filesystem): every rank uploads its checkpoint files there beside training; each node
-    resumes the newest checkpoint complete there, and node 0 deletes what only a resume needed
-    once the phase has exported its model (docs/DESIGN.md §7). ``resume_store``: where the run
-    this one resumes kept its checkpoints, read when ``checkpoint_store`` holds none yet.
+    checkpoints/ first; a newer local checkpoint still wins. ``checkpoint_store`` (several nodes
+    without a shared filesystem): every rank uploads its checkpoint files there beside training;
+    each node resumes the newest checkpoint complete there, and node 0 deletes what only a resume
+    needed once the phase has exported its model (docs/DESIGN.md §7). ``resume_store``: where the
+    run this one resumes kept its checkpoints, read when ``checkpoint_store`` holds none yet.
+    ``env``: added to the workers' environment (which they inherit from this process anyway);
+    tests inject failures with it (``{"AZLLM_FAIL_AFTER_TRAIN_STEP": "cpt_full:3"}``, azllm.train.faults).
     """
     from azllm.train.blocks import load_training_blocks
     from azllm.train.checkpointing import (
@@ -276,8 +171,8 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     )
     from azllm.train.resume import check_resume, training_settings
 
-    if phase not in PHASES:
-        raise ValueError(f"phase={phase!r}; accepted: {list(PHASES)}")
+    spec = phase_spec(cfg, phase=phase, model_dir=model_dir, blocks_path=blocks_path, out_dir=out_dir,
+                      work_dir=work_dir, attn_implementation=attn_implementation)  # checks the phase name
     model_dir, blocks_path, out_dir, work_dir = map(Path, (model_dir, blocks_path, out_dir, work_dir))
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not an HF model directory (no config.json); "
@@ -285,16 +180,13 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
     if not blocks_path.exists():
         raise FileNotFoundError(f"packed blocks {blocks_path} do not exist; they are made by "
                                 "azllm.data.packing.pack_corpus (did packing run for this arm?)")
-    check_devices(cfg.mixed_precision, nproc_per_node)
-    if phase == "embeddings":
-        check_outer_layers(cfg.embeddings, model_dir)
+    check_devices(spec.runtime.mixed_precision, layout.nproc_per_node)
+    check_outer_layers(spec.hparams, model_dir)
     block_size = int(load_training_blocks(blocks_path).shape[1])
     check_block_size(block_size, model_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     if resume_from is not None:
         print(f"[cpt] restored {restore_checkpoint(resume_from, work_dir / 'checkpoints')}", flush=True)
-    spec = phase_spec(cfg, phase=phase, model_dir=model_dir, blocks_path=blocks_path, out_dir=out_dir,
-                      work_dir=work_dir, attn_implementation=attn_implementation)
     notes: list[str] = []  # what the choice of checkpoint says goes to stdout and worker.log
 
     def note(line: str) -> None:
@@ -308,37 +200,35 @@ def run_cpt_phase(cfg: CptConfig, *, phase: str, model_dir: Path, blocks_path: P
         resume = restore_from_store(CheckpointStore(resume_store), spec.checkpoint_dir, log=note)
     if resume is not None:  # printed before any worker loads it
         note(f"[checkpoint] {resume} (step {checkpoint_step(resume)}) is complete and intact: resuming it")
-    check_resume(resume, training_settings(phase, spec.train, block_size=block_size, seed=spec.seed),
-                 allow=cfg.allow_config_change_on_resume)
+    check_resume(resume, training_settings(phase, spec.hparams, block_size=block_size, seed=spec.runtime.seed),
+                 allow=spec.runtime.allow_config_change_on_resume)
     with open(work_dir / "worker.log", "a", encoding="utf-8") as log:
         log.writelines(notes)
-    spec.checkpoint_store = store.url if store is not None else None
-    spec.resume_checkpoint = str(resume) if resume is not None else None
+    spec = dataclasses.replace(spec, checkpoint_store=store.url if store is not None else None,
+                               resume_checkpoint=str(resume) if resume is not None else None)
     spec_path = work_dir / "spec.json"
     spec_path.write_text(spec.to_json(), encoding="utf-8")
-    cmd = torchrun_command(WORKER_MODULE, ["--spec", str(spec_path)], nproc_per_node=nproc_per_node,
-                           nnodes=nnodes, node_rank=node_rank, master_addr=master_addr,
-                           master_port=master_port)
+    cmd = torchrun_command(WORKER_MODULE, ["--spec", str(spec_path)], layout)
     print(f"[cpt] launching: {' '.join(cmd)}", flush=True)
-    env = {TRAIN_ENV_VAR: f"cpt_{phase}:{fail_after_step}"} if fail_after_step is not None else None
     t0 = time.perf_counter()
     run_torchrun(cmd, work_dir / "worker.log", env=env)
     wall_s = time.perf_counter() - t0
-    if node_rank == 0 and not (out_dir / "config.json").is_file():
+    if layout.is_main_node and not (out_dir / "config.json").is_file():
         raise RuntimeError(f"workers exited cleanly but wrote no model to {out_dir}; see {work_dir / 'worker.log'}")
-    if store is not None and node_rank == 0:
+    if store is not None and layout.is_main_node:
         freed = finish_store(store)
         print(f"[cpt] phase done: deleted {freed:,} bytes of resume-only checkpoint files from {store.url}", flush=True)
     metrics = read_metrics(spec.metrics_path)  # written by global rank 0 only (node_rank 0)
-    metrics.update(device_hours(wall_s, world_size=metrics.get("world_size") or nproc_per_node * nnodes,
-                                device=metrics.get("device") or ""))
+    world_size = metrics.get("world_size") or layout.nproc_per_node * layout.nnodes
+    metrics.update(device_hours(wall_s, world_size=world_size, device=metrics.get("device") or ""))
     return PhaseResult(model_dir=out_dir, metrics=metrics,
                        checkpoint_dir=Path(spec.checkpoint_dir), tensorboard_dir=Path(spec.tensorboard_dir))
 
 
 def check_outer_layers(train: PhaseConfig, model_dir: Path) -> None:
-    """``embeddings+outer:K`` trains 2K distinct decoder layers: checked against the model's
-    config.json before any process starts (the worker checks again on the built model)."""
+    """``embeddings+outer:K`` trains 2K distinct decoder layers: the one check of K against the
+    model's config.json, before any process starts (the worker only asserts it on the built model).
+    The arm's phase 1 (azllm.train.arms) runs it on the base model, before adapting the vocabulary."""
     k = train.num_outer_layers
     if not k:
         return

@@ -67,9 +67,8 @@ def freeze_for_phase(model: torch.nn.Module, phase: str, *, num_outer_layers: in
         for p in embedding_parameters(model):
             p.requires_grad_(True)
         layers = decoder_layers(model)
-        if 2 * num_outer_layers > len(layers):
-            raise ValueError(f"train='embeddings+outer:{num_outer_layers}' needs 2 x {num_outer_layers} decoder "
-                             f"layers, the model has {len(layers)}; use K <= {len(layers) // 2}")
+        # checked with its fix before torchrun (azllm.train.launcher.check_outer_layers)
+        assert 2 * num_outer_layers <= len(layers), (num_outer_layers, len(layers))
         outer = list(layers[:num_outer_layers]) + list(layers[len(layers) - num_outer_layers:])
         for layer in outer:
             layer.requires_grad_(True)

@@ -3,7 +3,7 @@
 Each checkpoint's ``meta.json`` records the phase's resolved settings (:func:`training_settings`:
 the ``[cpt.<phase>]`` section, ``block_size`` and ``seed``). Before torchrun starts,
 :func:`check_resume` compares them with this run's: a change stops the run and names the
-fields, unless ``[cpt] allow_config_change_on_resume = true``. Then the worker resumes and
+fields, unless ``[cpt.runtime] allow_config_change_on_resume = true``. Then the worker resumes and
 applies the new settings from the resumed step on (:func:`apply_new_hyperparameters`: the
 optimizer groups' learning rates and weight decay, the schedule's base rates; the schedule's
 shape already comes from the new preset) and records the changes in metrics.jsonl's
@@ -26,7 +26,8 @@ SETTINGS_KEY = "training_settings"
 
 
 def training_settings(phase: str, train: PhaseConfig, *, block_size: int, seed: int) -> dict[str, Any]:
-    """The settings a resume must agree on, keyed as in the preset (``cpt.full.lr``, ``cpt.block_size``)."""
+    """The settings a resume must agree on, keyed as in the preset (``cpt.full.lr``, ``cpt.block_size``);
+    the seed keeps the key ``cpt.seed`` it had before ``[cpt.runtime]`` existed, so saved checkpoints resume."""
     settings = {f"cpt.{phase}.{key}": value for key, value in asdict(train).items()}
     settings.update({"cpt.block_size": block_size, "cpt.seed": seed})
     return settings
@@ -67,10 +68,10 @@ def check_resume(checkpoint: Path | None, current: dict[str, Any], *, allow: boo
         raise ConfigError(
             f"{checkpoint} was saved with other training settings than this run's: {describe_changes(changes)}. "
             "Rerun with the preset it was saved with to resume it; or use another --out (or delete "
-            f"{Path(checkpoint_dir)}) to start afresh; or set [cpt] allow_config_change_on_resume = true to resume "
-            "it with the new settings")
+            f"{Path(checkpoint_dir)}) to start afresh; or set [cpt.runtime] allow_config_change_on_resume = true "
+            "to resume it with the new settings")
     if changes:
-        print(f"[cpt] resuming {checkpoint} with changed settings ([cpt] allow_config_change_on_resume): "
+        print(f"[cpt] resuming {checkpoint} with changed settings ([cpt.runtime] allow_config_change_on_resume): "
               f"{describe_changes(changes)}", flush=True)
     return changes
 
