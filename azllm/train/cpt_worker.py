@@ -33,7 +33,6 @@ import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from azllm.config import ConfigError
 from azllm.model.kernels import apply_liger, liger_loss_kwargs
 from azllm.train import checkpointing, resume
 from azllm.train.blocks import BlockStream, DeviceStager, load_training_blocks
@@ -171,9 +170,8 @@ def train(spec: PhaseSpec) -> None:
         resumed_from = checkpointing.agreed_checkpoint(spec.resume_checkpoint, device=device)
         if resumed_from is not None:
             changes = resume.settings_changes(resume.saved_settings(resumed_from), settings)
-            if changes and not rt.allow_config_change_on_resume:
-                raise ConfigError(f"{resumed_from}: changed training settings {resume.describe_changes(changes)}; "
-                                  "set [cpt.runtime] allow_config_change_on_resume = true to resume with them")
+            # the launcher refused a change before torchrun unless the preset allows it (resume.check_resume)
+            assert not changes or rt.allow_config_change_on_resume, changes
             if master:  # before loading, so a failing load names its checkpoint
                 print(f"[cpt] resuming from {resumed_from} at step {checkpointing.checkpoint_step(resumed_from) + 1}",
                       flush=True)
