@@ -4,7 +4,7 @@ Every measurement is one call of the real worker, ``azllm.train.cpt_worker.train
 in a fresh child process: the same meta-device build and weight broadcast, Liger patching,
 activation checkpointing, ``torch.compile`` and FSDP2 ``fully_shard`` (torchtitan's order) with
 the bf16 ``MixedPrecisionPolicy`` on GPU, AdamW (fused on CUDA), cosine schedule, block stream
-and loop the pipeline runs. The spec's ``export=False`` skips the phase-end I/O (the final
+and loop the pipeline runs. The spec's ``save_outputs=False`` skips the phase-end I/O (the final
 DCP checkpoint and the HF export: tens of GB for a 1B model, not training throughput). A
 fresh process per run matters: Liger patches ``transformers.models.llama.modeling_llama``
 globally, and an out-of-memory run leaves the CUDA allocator fragmented.
