@@ -36,7 +36,6 @@ from azllm.report.tables import (
 )
 from azllm.runs.find import FLOW_NAME, find_run, run_config
 
-
 TENSORBOARD_ARTIFACTS = {"cpt_embeddings": "embeddings_tensorboard", "cpt_full": "full_tensorboard",
                          "sft_lora": "sft_tensorboard", "preference": "preference_tensorboard"}
 """Step -> artifact holding the model reference of that phase's TensorBoard event files."""
