@@ -64,7 +64,8 @@ def compare_with_peft(run, export_dir: Path, tmp_path: Path, stage: str | None =
     azllm import); their figures."""
     parts = run_parts(run)
     dirs = fetch_parts(with_stage(parts, stage or latest_stage(parts)))
-    proc = subprocess.run([sys.executable, "-c", COMPARE, str(export_dir), str(dirs.model), str(dirs.tokenizer),
+    # the CPT model directory carries its tokenizer (join_cpt checks it is the arm's)
+    proc = subprocess.run([sys.executable, "-c", COMPARE, str(export_dir), str(dirs.model), str(dirs.model),
                            str(dirs.adapter)], capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
